@@ -1,0 +1,16 @@
+//! ovnlb: network load balancers and network forwards for OVN.
+//!
+//! # Layout
+//!
+//! - [`ovsdb`]: the native OVSDB client (RFC 7047): framing, JSON-RPC 1.0, data model,
+//!   schemas, transactions, monitors and cache, supervised sessions (reconnect, TLS,
+//!   clustered leader-only). Knows nothing of OVN.
+//! - [`nb`]: typed rows of the OVN Northbound tables ovnlb touches, checked against the
+//!   pinned schema in `ovsdb-schema/`.
+//!
+//! Binaries live in `src/bin/`.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod nb;
+pub mod ovsdb;
