@@ -137,6 +137,12 @@ pub struct Connection {
     peer: String,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("peer", &self.peer).field("pending", &self.pending.len()).finish()
+    }
+}
+
 impl Connection {
     pub(crate) fn new(
         stream: Box<dyn AsyncStream>,

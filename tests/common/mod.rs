@@ -1,0 +1,432 @@
+//! Real OVSDB servers for tests: started as child processes in temp dirs on loopback with
+//! ephemeral ports, killed on drop (and by a parent-death signal, so a killed test binary
+//! leaks nothing).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ovnlb::ovsdb::{self, Client, ConnectConfig, Datum, Remote, Row, TlsFiles};
+use uuid::Uuid;
+
+pub const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+/// Poll `f` until it returns `Some`, or panic after `secs` seconds.
+pub async fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Spawn a daemon as our child, with SIGKILL when we die.
+fn spawn(args: &[&str], dir: &Path) -> Child {
+    let mut c = Command::new("setpriv");
+    c.arg("--pdeathsig").arg("KILL").arg("--").args(args).current_dir(dir);
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.spawn().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(log: &Path, nth: usize, exclude: Option<u16>) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let ports: Vec<u16> = text
+            .lines()
+            .filter_map(|l| l.split("listening on port ").nth(1))
+            .filter_map(|p| p.trim().parse().ok())
+            .filter(|p| Some(*p) != exclude)
+            .collect();
+        if ports.len() > nth {
+            return ports[nth];
+        }
+        assert!(Instant::now() < deadline, "no listening port in {}:\n{text}", log.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_for_port_open(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wait_for_file(p: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Certificates for mutual TLS, made with the openssl CLI.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// A second, unrelated CA (for the "wrong CA" case).
+    pub other_ca: PathBuf,
+}
+
+impl Certs {
+    pub fn generate(dir: &Path) -> Certs {
+        let d = |n: &str| dir.join(n);
+        let ossl = |args: &[&str]| {
+            run(Command::new("openssl").args(args).current_dir(dir));
+        };
+        for ca in ["ca", "other-ca"] {
+            ossl(&[
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                "-subj", &format!("/CN=ovnlb test {ca}"), "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.pem"),
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+        }
+        std::fs::write(
+            d("leaf.ext"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .unwrap();
+        for leaf in ["server", "client"] {
+            ossl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", &format!("{leaf}.key")]);
+            ossl(&["req", "-new", "-key", &format!("{leaf}.key"), "-subj", &format!("/CN={leaf}"), "-out", &format!("{leaf}.csr")]);
+            ossl(&[
+                "x509", "-req", "-in", &format!("{leaf}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", "leaf.ext", "-out", &format!("{leaf}.pem"),
+            ]);
+        }
+        Certs {
+            ca: d("ca.pem"),
+            server_cert: d("server.pem"),
+            server_key: d("server.key"),
+            client_cert: d("client.pem"),
+            client_key: d("client.key"),
+            other_ca: d("other-ca.pem"),
+        }
+    }
+}
+
+/// One standalone ovsdb-server with the OVN NB schema.
+pub struct OvsdbServer {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub sock: PathBuf,
+    pub tcp_port: u16,
+    pub ssl_port: Option<u16>,
+    pub certs: Option<Certs>,
+}
+
+impl OvsdbServer {
+    pub fn start() -> OvsdbServer {
+        Self::start_with(false)
+    }
+
+    pub fn start_tls() -> OvsdbServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> OvsdbServer {
+        let dir = tempfile::Builder::new().prefix("ovsdb").tempdir_in("/tmp").unwrap();
+        let p = dir.path();
+        run(Command::new("ovsdb-tool").arg("create").arg(p.join("nb.db")).arg(NB_SCHEMA));
+        let sock = p.join("nb.sock");
+        let certs = tls.then(|| Certs::generate(p));
+        let mut args: Vec<String> = vec![
+            "ovsdb-server".into(),
+            p.join("nb.db").display().to_string(),
+            format!("--remote=punix:{}", sock.display()),
+            "--remote=ptcp:0:127.0.0.1".into(),
+            format!("--unixctl={}", p.join("nb.ctl").display()),
+            format!("--log-file={}", p.join("nb.log").display()),
+            "--no-chdir".into(),
+        ];
+        // ptcp:0 and pssl:0 log their ports in no fixed order: give TLS a chosen port.
+        let ssl_port = tls.then(free_port);
+        if let (Some(c), Some(port)) = (&certs, ssl_port) {
+            args.push(format!("--remote=pssl:{port}:127.0.0.1"));
+            args.push(format!("--private-key={}", c.server_key.display()));
+            args.push(format!("--certificate={}", c.server_cert.display()));
+            args.push(format!("--ca-cert={}", c.ca.display()));
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = spawn(&argv, p);
+        let tcp_port = wait_for_port(&p.join("nb.log"), 0, ssl_port);
+        if let Some(port) = ssl_port {
+            wait_for_port_open(port);
+        }
+        wait_for_file(&sock);
+        OvsdbServer { dir, child, sock, tcp_port, ssl_port, certs }
+    }
+
+    pub fn unix(&self) -> Remote {
+        Remote::Unix(self.sock.clone())
+    }
+
+    pub fn tcp(&self) -> Remote {
+        Remote::Tcp(([127, 0, 0, 1], self.tcp_port).into())
+    }
+
+    pub fn ssl(&self) -> Remote {
+        Remote::Ssl(([127, 0, 0, 1], self.ssl_port.expect("TLS server")).into())
+    }
+
+    pub fn tls_files(&self) -> TlsFiles {
+        let c = self.certs.as_ref().expect("TLS server");
+        TlsFiles { ca: c.ca.clone(), cert: Some(c.client_cert.clone()), key: Some(c.client_key.clone()) }
+    }
+
+    pub fn db(&self) -> String {
+        format!("unix:{}", self.sock.display())
+    }
+
+    /// Run ovn-nbctl against this server.
+    pub fn nbctl(&self, args: &[&str]) -> String {
+        run(Command::new("ovn-nbctl").arg(format!("--db={}", self.db())).arg("--no-leader-only").args(args))
+    }
+
+    /// `ovsdb-client dump`, decoded with the schema: table → uuid → row.
+    pub fn dump(&self, tables: &[&str]) -> BTreeMap<String, BTreeMap<Uuid, Row>> {
+        dump(&self.db(), tables)
+    }
+
+    /// A connected client; its connection runs in a task.
+    pub async fn client(&self) -> Client {
+        connect(&self.unix(), &ConnectConfig::default()).await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for OvsdbServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connect and run the connection in a task that logs how it ended.
+pub async fn connect(remote: &Remote, cfg: &ConnectConfig) -> Client {
+    let (client, conn) = ovsdb::connect(remote, cfg).await.unwrap_or_else(|e| panic!("connect {remote}: {e}"));
+    tokio::spawn(async move {
+        if let Err(e) = conn.run().await {
+            tracing::debug!(error = %e, "test connection ended");
+        }
+    });
+    client
+}
+
+pub fn nb_schema() -> Arc<ovsdb::DatabaseSchema> {
+    Arc::new(ovsdb::ovn_nb_schema())
+}
+
+/// `ovsdb-client dump -f json` of `tables`, decoded with the pinned schema.
+pub fn dump(db: &str, tables: &[&str]) -> BTreeMap<String, BTreeMap<Uuid, Row>> {
+    let schema = ovsdb::ovn_nb_schema();
+    let mut cmd = Command::new("ovsdb-client");
+    cmd.args(["dump", "-f", "json", "--no-leader-only", db, "OVN_Northbound"]).args(tables);
+    let text = run(&mut cmd);
+    let mut framer = ovsdb::Framer::default();
+    framer.extend(text.as_bytes());
+    let mut out = BTreeMap::new();
+    while let Some(v) = framer.next_value().unwrap() {
+        let caption = v["caption"].as_str().unwrap();
+        let table = caption.trim_end_matches(" table");
+        let t = schema.table(table).unwrap();
+        let headings: Vec<&str> = v["headings"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        let mut rows = BTreeMap::new();
+        for r in v["data"].as_array().unwrap() {
+            let mut row = Row::new();
+            let mut uuid = Uuid::nil();
+            for (h, cell) in headings.iter().zip(r.as_array().unwrap()) {
+                if *h == "_uuid" {
+                    uuid = Datum::from_json(cell).unwrap().uuids().next().unwrap();
+                } else if *h != "_version" {
+                    row.insert((*h).to_owned(), t.decode(h, cell).unwrap());
+                }
+            }
+            rows.insert(uuid, row);
+        }
+        out.insert(table.to_owned(), rows);
+    }
+    out
+}
+
+/// A 3-member Raft cluster of the NB database on loopback.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+}
+
+pub struct Member {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub raft_port: u16,
+    pub db: PathBuf,
+    pub ctl: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Member {
+    pub fn remote(&self) -> Remote {
+        Remote::Tcp(([127, 0, 0, 1], self.port).into())
+    }
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        for attempt in 0..5 {
+            match Self::try_start() {
+                Some(c) => return c,
+                None => eprintln!("cluster start attempt {attempt} hit a port clash; retrying"),
+            }
+        }
+        panic!("could not start a cluster");
+    }
+
+    fn try_start() -> Option<Cluster> {
+        let dir = tempfile::Builder::new().prefix("ovsdb-cluster").tempdir_in("/tmp").unwrap();
+        let p = dir.path();
+        let mut members = Vec::new();
+        for i in 0..3 {
+            members.push(Member {
+                child: None,
+                port: free_port(),
+                raft_port: free_port(),
+                db: p.join(format!("nb{i}.db")),
+                ctl: p.join(format!("nb{i}.ctl")),
+                log: p.join(format!("nb{i}.log")),
+            });
+        }
+        let raft = |m: &Member| format!("tcp:127.0.0.1:{}", m.raft_port);
+        run(Command::new("ovsdb-tool").arg("create-cluster").arg(&members[0].db).arg(NB_SCHEMA).arg(raft(&members[0])));
+        for i in 1..3 {
+            run(Command::new("ovsdb-tool")
+                .arg("join-cluster")
+                .arg(&members[i].db)
+                .arg("OVN_Northbound")
+                .arg(raft(&members[i]))
+                .arg(raft(&members[0])));
+        }
+        let mut c = Cluster { dir, members };
+        for i in 0..3 {
+            c.spawn_member(i);
+        }
+        // Every member listening, and a leader elected.
+        for m in &c.members {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+                if log.contains("Address already in use") {
+                    return None;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", m.port)).is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while c.leader().is_none() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(c)
+    }
+
+    pub fn spawn_member(&mut self, i: usize) {
+        let m = &self.members[i];
+        let args = [
+            "ovsdb-server".to_owned(),
+            m.db.display().to_string(),
+            format!("--remote=ptcp:{}:127.0.0.1", m.port),
+            format!("--unixctl={}", m.ctl.display()),
+            format!("--log-file={}", m.log.display()),
+            "--no-chdir".into(),
+        ];
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = spawn(&argv, self.dir.path());
+        self.members[i].child = Some(child);
+    }
+
+    /// The index of the member that says it is leader.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            self.members[i].child.is_some()
+                && Command::new("ovs-appctl")
+                    .arg("-t")
+                    .arg(&self.members[i].ctl)
+                    .args(["cluster/status", "OVN_Northbound"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).contains("Role: leader"))
+                    .unwrap_or(false)
+        })
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn transfer_leadership(&self, i: usize) {
+        let _ = Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(&self.members[i].ctl)
+            .args(["cluster/failure-test", "transfer-leadership"])
+            .output();
+    }
+
+    pub fn remotes(&self) -> Vec<Remote> {
+        self.members.iter().map(Member::remote).collect()
+    }
+
+    pub fn db_string(&self) -> String {
+        self.members.iter().map(|m| format!("tcp:127.0.0.1:{}", m.port)).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
