@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use common::*;
 use ovnlb::ovsdb::{
-    Atom, Condition, ConnectConfig, Datum, Error, Mutation, Mutator, Row, Transaction, TxnErrorKind, WaitUntil,
+    Atom, Condition, ConnectConfig, Datum, Error, Mutation, Mutator, Row, Transaction,
+    TxnErrorKind, WaitUntil,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 fn row(pairs: &[(&str, Datum)]) -> Row {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 #[tokio::test]
@@ -23,7 +27,10 @@ async fn list_dbs_schema_and_rpc_errors_on_unix_and_tcp() {
     for remote in [srv.unix(), srv.tcp()] {
         let c = connect(&remote, &ConnectConfig::default()).await;
         let dbs = c.list_dbs().await.unwrap();
-        assert!(dbs.contains(&"_Server".to_owned()) && dbs.contains(&"OVN_Northbound".to_owned()), "{dbs:?}");
+        assert!(
+            dbs.contains(&"_Server".to_owned()) && dbs.contains(&"OVN_Northbound".to_owned()),
+            "{dbs:?}"
+        );
         let s = c.get_schema("OVN_Northbound").await.unwrap();
         assert_eq!(s, *nb_schema());
         c.echo().await.unwrap();
@@ -51,10 +58,19 @@ async fn every_operation_type() {
         row(&[
             ("name", Datum::scalar("lb1")),
             ("protocol", Datum::scalar("tcp")),
-            ("vips", Datum::string_map([("192.0.2.10:80", "10.0.0.11:8080")])),
+            (
+                "vips",
+                Datum::string_map([("192.0.2.10:80", "10.0.0.11:8080")]),
+            ),
         ]),
     );
-    t.insert("Logical_Switch", row(&[("name", Datum::scalar("sw1")), ("load_balancer", Datum::from(lb))]));
+    t.insert(
+        "Logical_Switch",
+        row(&[
+            ("name", Datum::scalar("sw1")),
+            ("load_balancer", Datum::from(lb)),
+        ]),
+    );
     let r = c.transact(&t).await.unwrap();
     let lb_uuid = r.uuid(1).unwrap();
     let sw_uuid = r.uuid(2).unwrap();
@@ -62,18 +78,35 @@ async fn every_operation_type() {
 
     // select.
     let mut t = Transaction::with_schema(s.clone());
-    t.select("Logical_Switch", vec![Condition::eq("name", Datum::scalar("sw1"))], Some(&["_uuid", "load_balancer"]));
+    t.select(
+        "Logical_Switch",
+        vec![Condition::eq("name", Datum::scalar("sw1"))],
+        Some(&["_uuid", "load_balancer"]),
+    );
     let r = c.transact(&t).await.unwrap();
     let rows = r.rows(0, s.table("Logical_Switch").unwrap()).unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["load_balancer"].uuids().collect::<Vec<_>>(), vec![lb_uuid]);
+    assert_eq!(
+        rows[0]["load_balancer"].uuids().collect::<Vec<_>>(),
+        vec![lb_uuid]
+    );
 
     // update (and clearing a map with an explicit empty value).
     let mut t = Transaction::with_schema(s.clone());
-    t.update("Load_Balancer", vec![Condition::uuid(lb_uuid)], row(&[("vips", Datum::empty_map()), ("protocol", Datum::scalar("udp"))]));
+    t.update(
+        "Load_Balancer",
+        vec![Condition::uuid(lb_uuid)],
+        row(&[
+            ("vips", Datum::empty_map()),
+            ("protocol", Datum::scalar("udp")),
+        ]),
+    );
     let r = c.transact(&t).await.unwrap();
     assert_eq!(r.count(0), Some(1));
-    assert_eq!(srv.nbctl(&["get", "Load_Balancer", "lb1", "vips"]).trim(), "{}");
+    assert_eq!(
+        srv.nbctl(&["get", "Load_Balancer", "lb1", "vips"]).trim(),
+        "{}"
+    );
 
     // mutate: map insert and delete by key, set insert and delete.
     let mut t = Transaction::with_schema(s.clone());
@@ -81,8 +114,16 @@ async fn every_operation_type() {
         "Load_Balancer",
         vec![Condition::uuid(lb_uuid)],
         vec![
-            Mutation::new("external_ids", Mutator::Insert, Datum::string_map([("a", "1"), ("b", "2")])),
-            Mutation::new("selection_fields", Mutator::Insert, Datum::set(["ip_src", "ip_dst"])),
+            Mutation::new(
+                "external_ids",
+                Mutator::Insert,
+                Datum::string_map([("a", "1"), ("b", "2")]),
+            ),
+            Mutation::new(
+                "selection_fields",
+                Mutator::Insert,
+                Datum::set(["ip_src", "ip_dst"]),
+            ),
         ],
     );
     t.mutate(
@@ -93,17 +134,41 @@ async fn every_operation_type() {
             Mutation::new("selection_fields", Mutator::Delete, Datum::scalar("ip_dst")),
         ],
     );
-    t.mutate("NB_Global", vec![], vec![Mutation::new("nb_cfg", Mutator::Add, Datum::scalar(1i64))]);
+    t.mutate(
+        "NB_Global",
+        vec![],
+        vec![Mutation::new("nb_cfg", Mutator::Add, Datum::scalar(1i64))],
+    );
     c.transact(&t).await.unwrap();
-    assert_eq!(srv.nbctl(&["get", "Load_Balancer", "lb1", "external_ids"]).trim(), "{b=\"2\"}");
-    assert_eq!(srv.nbctl(&["get", "Load_Balancer", "lb1", "selection_fields"]).trim(), "[ip_src]");
+    assert_eq!(
+        srv.nbctl(&["get", "Load_Balancer", "lb1", "external_ids"])
+            .trim(),
+        "{b=\"2\"}"
+    );
+    assert_eq!(
+        srv.nbctl(&["get", "Load_Balancer", "lb1", "selection_fields"])
+            .trim(),
+        "[ip_src]"
+    );
 
     // wait that holds, then one that fails: a conflict.
     let mut t = Transaction::with_schema(s.clone());
-    t.wait("Load_Balancer", vec![Condition::uuid(lb_uuid)], &["protocol"], WaitUntil::Eq, vec![row(&[("protocol", Datum::scalar("udp"))])]);
+    t.wait(
+        "Load_Balancer",
+        vec![Condition::uuid(lb_uuid)],
+        &["protocol"],
+        WaitUntil::Eq,
+        vec![row(&[("protocol", Datum::scalar("udp"))])],
+    );
     c.transact(&t).await.unwrap();
     let mut t = Transaction::with_schema(s.clone());
-    t.wait("Load_Balancer", vec![Condition::uuid(lb_uuid)], &["protocol"], WaitUntil::Eq, vec![row(&[("protocol", Datum::scalar("tcp"))])]);
+    t.wait(
+        "Load_Balancer",
+        vec![Condition::uuid(lb_uuid)],
+        &["protocol"],
+        WaitUntil::Eq,
+        vec![row(&[("protocol", Datum::scalar("tcp"))])],
+    );
     t.delete("Load_Balancer", vec![Condition::uuid(lb_uuid)]);
     let e = c.transact(&t).await.unwrap_err();
     assert!(e.is_conflict(), "{e}");
@@ -120,8 +185,17 @@ async fn every_operation_type() {
     t.delete("Load_Balancer", vec![Condition::uuid(lb_uuid)]);
     assert_eq!(c.transact(&t).await.unwrap().count(0), Some(1));
     let mut t = Transaction::with_schema(s.clone());
-    t.select("Logical_Switch", vec![Condition::uuid(sw_uuid)], Some(&["load_balancer"]));
-    let rows = c.transact(&t).await.unwrap().rows(0, s.table("Logical_Switch").unwrap()).unwrap();
+    t.select(
+        "Logical_Switch",
+        vec![Condition::uuid(sw_uuid)],
+        Some(&["load_balancer"]),
+    );
+    let rows = c
+        .transact(&t)
+        .await
+        .unwrap()
+        .rows(0, s.table("Logical_Switch").unwrap())
+        .unwrap();
     assert!(rows[0]["load_balancer"].is_empty());
 }
 
@@ -139,34 +213,62 @@ async fn client_uuids_and_error_classes() {
     // A replay is refused, not duplicated.
     let e = c.transact(&t).await.unwrap_err();
     let te = e.txn_error().unwrap();
-    assert_eq!((te.kind, te.error.as_str()), (TxnErrorKind::Permanent, "duplicate uuid"));
+    assert_eq!(
+        (te.kind, te.error.as_str()),
+        (TxnErrorKind::Permanent, "duplicate uuid")
+    );
     assert_eq!(srv.dump(&["Load_Balancer"])["Load_Balancer"].len(), 1);
 
     // Deleting and re-inserting one client UUID in one transaction fails too.
     let mut t = Transaction::with_schema(s.clone());
     t.delete("Load_Balancer", vec![Condition::uuid(u)]);
     t.insert_with_uuid("Load_Balancer", u, row(&[("name", Datum::scalar("again"))]));
-    assert_eq!(c.transact(&t).await.unwrap_err().txn_error().unwrap().error, "duplicate uuid");
+    assert_eq!(
+        c.transact(&t).await.unwrap_err().txn_error().unwrap().error,
+        "duplicate uuid"
+    );
 
     // Commit-time error: a strong reference to a row that does not exist.
     let mut t = Transaction::new("OVN_Northbound");
-    t.insert("Logical_Switch", row(&[("name", Datum::scalar("x")), ("ports", Datum::scalar(Atom::Uuid(Uuid::new_v4())))]));
+    t.insert(
+        "Logical_Switch",
+        row(&[
+            ("name", Datum::scalar("x")),
+            ("ports", Datum::scalar(Atom::Uuid(Uuid::new_v4()))),
+        ]),
+    );
     let e = c.transact(&t).await.unwrap_err();
     let te = e.txn_error().unwrap();
-    assert_eq!((te.op_index, te.error.as_str(), te.kind), (None, "referential integrity violation", TxnErrorKind::Permanent));
+    assert_eq!(
+        (te.op_index, te.error.as_str(), te.kind),
+        (
+            None,
+            "referential integrity violation",
+            TxnErrorKind::Permanent
+        )
+    );
 
     // A per-operation constraint violation the server finds (unchecked builder).
     let mut t = Transaction::new("OVN_Northbound");
-    t.insert("Logical_Router_Port", row(&[("name", Datum::scalar("p")), ("networks", Datum::empty())]));
+    t.insert(
+        "Logical_Router_Port",
+        row(&[("name", Datum::scalar("p")), ("networks", Datum::empty())]),
+    );
     let e = c.transact(&t).await.unwrap_err();
     assert_eq!(e.txn_error().unwrap().op_index, Some(0), "{e}");
 
     // The checked builder refuses the same before sending.
     let mut t = Transaction::with_schema(s.clone());
-    t.insert("Logical_Router_Port", row(&[("name", Datum::scalar("p")), ("networks", Datum::empty())]));
+    t.insert(
+        "Logical_Router_Port",
+        row(&[("name", Datum::scalar("p")), ("networks", Datum::empty())]),
+    );
     let e = c.transact(&t).await.unwrap_err();
     assert!(matches!(e, Error::Schema(_)), "{e}");
-    assert!(e.to_string().contains("Logical_Router_Port.networks"), "{e}");
+    assert!(
+        e.to_string().contains("Logical_Router_Port.networks"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -174,14 +276,20 @@ async fn idle_tcp_session_survives_server_probes() {
     init_tracing();
     let srv = OvsdbServer::start();
     // Our own probe off: only answering the server's echo keeps the session alive.
-    let cfg = ConnectConfig { probe_interval: None, ..Default::default() };
+    let cfg = ConnectConfig {
+        probe_interval: None,
+        ..Default::default()
+    };
     let c = connect(&srv.tcp(), &cfg).await;
     c.echo().await.unwrap();
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert!(!c.is_closed());
     c.echo().await.unwrap();
     // And with our probe on, an idle session stays up too.
-    let cfg = ConnectConfig { probe_interval: Some(Duration::from_millis(300)), ..Default::default() };
+    let cfg = ConnectConfig {
+        probe_interval: Some(Duration::from_millis(300)),
+        ..Default::default()
+    };
     let c2 = connect(&srv.tcp(), &cfg).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     c2.echo().await.unwrap();
@@ -199,7 +307,10 @@ async fn pipelined_requests_match_by_id() {
         let s = s.clone();
         handles.push(tokio::spawn(async move {
             let mut t = Transaction::with_schema(s);
-            t.insert("Load_Balancer", row(&[("name", Datum::scalar(format!("lb{i}")))]));
+            t.insert(
+                "Load_Balancer",
+                row(&[("name", Datum::scalar(format!("lb{i}")))]),
+            );
             let r = c.transact(&t).await.unwrap();
             (i, r.uuid(0).unwrap())
         }));
@@ -210,14 +321,23 @@ async fn pipelined_requests_match_by_id() {
     }
     let dump = srv.dump(&["Load_Balancer"]);
     for (i, u) in got {
-        assert_eq!(dump["Load_Balancer"][&u]["name"], Datum::scalar(format!("lb{i}")));
+        assert_eq!(
+            dump["Load_Balancer"][&u]["name"],
+            Datum::scalar(format!("lb{i}"))
+        );
     }
 }
 
 /// The next notification named `method`, skipping others.
-async fn next_event(rx: &mut tokio::sync::mpsc::UnboundedReceiver<ovnlb::ovsdb::Notification>, method: &str) -> serde_json::Value {
+async fn next_event(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<ovnlb::ovsdb::Notification>,
+    method: &str,
+) -> serde_json::Value {
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("notification in time").expect("open");
+        let n = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("notification in time")
+            .expect("open");
         if n.method == method {
             return n.params;
         }
@@ -260,9 +380,16 @@ async fn locks_and_steal() {
 async fn mutual_tls() {
     init_tracing();
     let srv = OvsdbServer::start_tls();
-    let ok = ConnectConfig { tls: Some(srv.tls_files()), ..Default::default() };
+    let ok = ConnectConfig {
+        tls: Some(srv.tls_files()),
+        ..Default::default()
+    };
     let c = connect(&srv.ssl(), &ok).await;
-    assert!(c.list_dbs().await.unwrap().contains(&"OVN_Northbound".to_owned()));
+    assert!(c
+        .list_dbs()
+        .await
+        .unwrap()
+        .contains(&"OVN_Northbound".to_owned()));
     // Past the server's 5 s probe, still up (TLS path answers echo too).
     tokio::time::sleep(Duration::from_secs(7)).await;
     c.echo().await.unwrap();
@@ -271,7 +398,15 @@ async fn mutual_tls() {
     let certs = srv.certs.as_ref().unwrap();
     let mut files = srv.tls_files();
     files.ca = certs.other_ca.clone();
-    let e = ovnlb::ovsdb::connect(&srv.ssl(), &ConnectConfig { tls: Some(files), ..Default::default() }).await.unwrap_err();
+    let e = ovnlb::ovsdb::connect(
+        &srv.ssl(),
+        &ConnectConfig {
+            tls: Some(files),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, Error::Tls(_)), "{e}");
     assert!(e.to_string().contains("certificate"), "{e}");
 
@@ -279,7 +414,14 @@ async fn mutual_tls() {
     let mut files = srv.tls_files();
     files.cert = None;
     files.key = None;
-    let r = ovnlb::ovsdb::connect(&srv.ssl(), &ConnectConfig { tls: Some(files), ..Default::default() }).await;
+    let r = ovnlb::ovsdb::connect(
+        &srv.ssl(),
+        &ConnectConfig {
+            tls: Some(files),
+            ..Default::default()
+        },
+    )
+    .await;
     match r {
         Err(e) => assert!(matches!(e, Error::Tls(_) | Error::Io { .. }), "{e}"),
         Ok((c, conn)) => {
@@ -287,11 +429,16 @@ async fn mutual_tls() {
             let e = c.list_dbs().await.unwrap_err();
             assert!(e.is_closed(), "{e}");
             let end = h.await.unwrap().unwrap_err();
-            assert!(end.to_string().contains("certificate") || end.is_closed(), "{end}");
+            assert!(
+                end.to_string().contains("certificate") || end.is_closed(),
+                "{end}"
+            );
         }
     }
 
     // An ssl: remote without TLS files is a configuration error.
-    let e = ovnlb::ovsdb::connect(&srv.ssl(), &ConnectConfig::default()).await.unwrap_err();
+    let e = ovnlb::ovsdb::connect(&srv.ssl(), &ConnectConfig::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Config(_)), "{e}");
 }

@@ -247,8 +247,11 @@ pub struct Cache {
     requests: MonitorRequests,
     /// The data; replaced wholesale on resync.
     view: RwLock<CacheView>,
-    /// Last transaction id seen (`monitor_cond_since` only), for resuming.
+    /// Last transaction id seen (`monitor_cond_since` on a clustered database), for
+    /// resuming. `None` when the server keeps no history (standalone: all zeros).
     last_txn_id: Mutex<Option<String>>,
+    /// Whether the last monitor reply resumed from `last_txn_id` (`found=true`).
+    resumed: AtomicBool,
     /// True once a complete snapshot is loaded.
     ready: watch::Sender<bool>,
     /// Set when an update did not fit: the owner must restart the monitor from scratch.
@@ -286,6 +289,7 @@ impl Cache {
             requests,
             view: RwLock::new(view),
             last_txn_id: Mutex::new(None),
+            resumed: AtomicBool::new(false),
             ready: watch::Sender::new(false),
             needs_resync: AtomicBool::new(false),
             resync_notify: Notify::new(),
@@ -352,6 +356,11 @@ impl Cache {
     /// The last transaction id, for `monitor_cond_since`.
     pub fn last_txn_id(&self) -> Option<String> {
         lock(&self.last_txn_id).clone()
+    }
+
+    /// Whether the last monitor start resumed from the last transaction id.
+    pub fn resumed(&self) -> bool {
+        self.resumed.load(Ordering::SeqCst)
     }
 
     /// Whether an update did not fit and the monitor must restart from scratch.
@@ -487,7 +496,7 @@ impl Cache {
                                 continue;
                             };
                             let d = t.decode(c, val).map_err(|e| Inconsistent(e.to_string()))?;
-                            if col.ty.is_scalar() {
+                            if !col.ty.is_composite() {
                                 row.columns.insert(c.clone(), d);
                             } else {
                                 row.columns
@@ -609,23 +618,35 @@ impl MonitorHandler for Cache {
         match method {
             MonitorMethod::CondSince => {
                 let found = result.get(0).and_then(Value::as_bool).unwrap_or(false);
-                let txn = result.get(1).and_then(Value::as_str).map(str::to_owned);
+                let txn = result
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .filter(|t| *t != super::client::ZERO_TXN_ID)
+                    .map(str::to_owned);
                 let updates = result.get(2).cloned().unwrap_or(Value::Null);
                 let updates = if updates.is_null() {
                     Value::Object(Default::default())
                 } else {
                     updates
                 };
-                if found && self.is_ready() {
+                let resume = found && self.is_ready();
+                if resume {
                     debug!(db = %self.schema.name, "monitor resumed from the last transaction");
                     self.delta(&updates, false);
                 } else {
                     self.replace(&updates, false);
                 }
+                self.resumed.store(resume, Ordering::SeqCst);
                 *lock(&self.last_txn_id) = txn;
             }
-            MonitorMethod::Cond => self.replace(result, false),
-            MonitorMethod::Plain => self.replace(result, true),
+            MonitorMethod::Cond => {
+                self.resumed.store(false, Ordering::SeqCst);
+                self.replace(result, false)
+            }
+            MonitorMethod::Plain => {
+                self.resumed.store(false, Ordering::SeqCst);
+                self.replace(result, true)
+            }
         }
     }
 
@@ -635,7 +656,11 @@ impl MonitorHandler for Cache {
         }
         match method {
             "update3" => {
-                if let Some(t) = params.get(1).and_then(Value::as_str) {
+                if let Some(t) = params
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .filter(|t| *t != super::client::ZERO_TXN_ID)
+                {
                     *lock(&self.last_txn_id) = Some(t.to_owned());
                 }
                 self.delta(params.get(2).unwrap_or(&Value::Null), false)

@@ -332,7 +332,7 @@ impl Datum {
         self.atoms().filter_map(Atom::as_uuid)
     }
 
-    /// Apply an `update2` "modify" difference for a column of composite type: symmetric
+    /// Apply an `update2` "modify" difference for a column of composite type (max > 1): symmetric
     /// difference for sets; for maps, a pair with a key present toggles it off when the
     /// value is equal and replaces the value otherwise, a new key is added.
     pub fn apply_diff(&mut self, diff: &Datum) {

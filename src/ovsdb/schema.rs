@@ -262,9 +262,16 @@ impl ColumnType {
         self.value.is_some()
     }
 
-    /// Whether this is exactly one atom (min 1, max 1, no value): replaced, not diffed.
+    /// Whether this is exactly one atom (min 1, max 1, no value).
     pub fn is_scalar(&self) -> bool {
         self.value.is_none() && self.min == 1 && self.max == Some(1)
+    }
+
+    /// Whether it can hold more than one element. Only such columns travel as
+    /// differences in `update2` "modify"; a column with max 1 (scalar or optional)
+    /// carries its new value (OVS `ovsdb_type_is_composite`).
+    pub fn is_composite(&self) -> bool {
+        self.max != Some(1)
     }
 
     /// The column's default value.

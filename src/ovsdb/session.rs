@@ -409,7 +409,7 @@ async fn serve_connected(
             cache.clone(),
         )
         .await?;
-    let resumed = last.is_some() && cache.last_txn_id().is_some() && !cache.needs_resync();
+    let resumed = last.is_some() && cache.resumed();
     info!(%remote, resumed, "ovsdb session up");
     shared.state.send_replace(SessionState::Connected {
         remote: remote.to_string(),

@@ -18,7 +18,9 @@ pub const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_test_writer()
         .try_init();
 }
@@ -37,21 +39,35 @@ pub async fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Spawn a daemon as our child, with SIGKILL when we die.
 fn spawn(args: &[&str], dir: &Path) -> Child {
     let mut c = Command::new("setpriv");
-    c.arg("--pdeathsig").arg("KILL").arg("--").args(args).current_dir(dir);
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.arg("--pdeathsig")
+        .arg("KILL")
+        .arg("--")
+        .args(args)
+        .current_dir(dir);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     c.spawn().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"))
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(log: &Path, nth: usize, exclude: Option<u16>) -> u16 {
@@ -67,7 +83,11 @@ fn wait_for_port(log: &Path, nth: usize, exclude: Option<u16>) -> u16 {
         if ports.len() > nth {
             return ports[nth];
         }
-        assert!(Instant::now() < deadline, "no listening port in {}:\n{text}", log.display());
+        assert!(
+            Instant::now() < deadline,
+            "no listening port in {}:\n{text}",
+            log.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -107,9 +127,25 @@ impl Certs {
         };
         for ca in ["ca", "other-ca"] {
             ossl(&[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                "-subj", &format!("/CN=ovnlb test {ca}"), "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.pem"),
-                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=ovnlb test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
             ]);
         }
         std::fs::write(
@@ -118,11 +154,41 @@ impl Certs {
         )
         .unwrap();
         for leaf in ["server", "client"] {
-            ossl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", &format!("{leaf}.key")]);
-            ossl(&["req", "-new", "-key", &format!("{leaf}.key"), "-subj", &format!("/CN={leaf}"), "-out", &format!("{leaf}.csr")]);
             ossl(&[
-                "x509", "-req", "-in", &format!("{leaf}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-extfile", "leaf.ext", "-out", &format!("{leaf}.pem"),
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-out",
+                &format!("{leaf}.key"),
+            ]);
+            ossl(&[
+                "req",
+                "-new",
+                "-key",
+                &format!("{leaf}.key"),
+                "-subj",
+                &format!("/CN={leaf}"),
+                "-out",
+                &format!("{leaf}.csr"),
+            ]);
+            ossl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{leaf}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                &format!("{leaf}.pem"),
             ]);
         }
         Certs {
@@ -144,6 +210,7 @@ pub struct OvsdbServer {
     pub tcp_port: u16,
     pub ssl_port: Option<u16>,
     pub certs: Option<Certs>,
+    args: Vec<String>,
 }
 
 impl OvsdbServer {
@@ -156,9 +223,15 @@ impl OvsdbServer {
     }
 
     fn start_with(tls: bool) -> OvsdbServer {
-        let dir = tempfile::Builder::new().prefix("ovsdb").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ovsdb")
+            .tempdir_in("/tmp")
+            .unwrap();
         let p = dir.path();
-        run(Command::new("ovsdb-tool").arg("create").arg(p.join("nb.db")).arg(NB_SCHEMA));
+        run(Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(p.join("nb.db"))
+            .arg(NB_SCHEMA));
         let sock = p.join("nb.sock");
         let certs = tls.then(|| Certs::generate(p));
         let mut args: Vec<String> = vec![
@@ -185,7 +258,48 @@ impl OvsdbServer {
             wait_for_port_open(port);
         }
         wait_for_file(&sock);
-        OvsdbServer { dir, child, sock, tcp_port, ssl_port, certs }
+        OvsdbServer {
+            dir,
+            child,
+            sock,
+            tcp_port,
+            ssl_port,
+            certs,
+            args,
+        }
+    }
+
+    /// Stop the server (the database file stays).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.sock);
+    }
+
+    /// Start it again on the same files (a new TCP port).
+    pub fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(self.dir.path().join("nb.log"));
+        let argv: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.child = spawn(&argv, self.dir.path());
+        self.tcp_port = wait_for_port(&self.dir.path().join("nb.log"), 0, self.ssl_port);
+        wait_for_file(&self.sock);
+    }
+
+    /// Run `ovsdb-tool transact` on the database file (server stopped).
+    pub fn offline_transact(&self, ops: &serde_json::Value) -> String {
+        run(Command::new("ovsdb-tool")
+            .arg("transact")
+            .arg(self.dir.path().join("nb.db"))
+            .arg(ops.to_string()))
+    }
+
+    /// A supervised session on the unix socket, monitoring every NB table.
+    pub fn session(&self) -> ovsdb::Session {
+        let mut cfg = ovsdb::SessionConfig::new(vec![self.unix()], nb_schema());
+        cfg.backoff_min = Duration::from_millis(100);
+        cfg.backoff_max = Duration::from_millis(500);
+        ovsdb::Session::start(cfg).unwrap()
     }
 
     pub fn unix(&self) -> Remote {
@@ -202,7 +316,11 @@ impl OvsdbServer {
 
     pub fn tls_files(&self) -> TlsFiles {
         let c = self.certs.as_ref().expect("TLS server");
-        TlsFiles { ca: c.ca.clone(), cert: Some(c.client_cert.clone()), key: Some(c.client_key.clone()) }
+        TlsFiles {
+            ca: c.ca.clone(),
+            cert: Some(c.client_cert.clone()),
+            key: Some(c.client_key.clone()),
+        }
     }
 
     pub fn db(&self) -> String {
@@ -211,7 +329,10 @@ impl OvsdbServer {
 
     /// Run ovn-nbctl against this server.
     pub fn nbctl(&self, args: &[&str]) -> String {
-        run(Command::new("ovn-nbctl").arg(format!("--db={}", self.db())).arg("--no-leader-only").args(args))
+        run(Command::new("ovn-nbctl")
+            .arg(format!("--db={}", self.db()))
+            .arg("--no-leader-only")
+            .args(args))
     }
 
     /// `ovsdb-client dump`, decoded with the schema: table → uuid → row.
@@ -238,7 +359,9 @@ impl Drop for OvsdbServer {
 
 /// Connect and run the connection in a task that logs how it ended.
 pub async fn connect(remote: &Remote, cfg: &ConnectConfig) -> Client {
-    let (client, conn) = ovsdb::connect(remote, cfg).await.unwrap_or_else(|e| panic!("connect {remote}: {e}"));
+    let (client, conn) = ovsdb::connect(remote, cfg)
+        .await
+        .unwrap_or_else(|e| panic!("connect {remote}: {e}"));
     tokio::spawn(async move {
         if let Err(e) = conn.run().await {
             tracing::debug!(error = %e, "test connection ended");
@@ -255,7 +378,15 @@ pub fn nb_schema() -> Arc<ovsdb::DatabaseSchema> {
 pub fn dump(db: &str, tables: &[&str]) -> BTreeMap<String, BTreeMap<Uuid, Row>> {
     let schema = ovsdb::ovn_nb_schema();
     let mut cmd = Command::new("ovsdb-client");
-    cmd.args(["dump", "-f", "json", "--no-leader-only", db, "OVN_Northbound"]).args(tables);
+    cmd.args([
+        "dump",
+        "-f",
+        "json",
+        "--no-leader-only",
+        db,
+        "OVN_Northbound",
+    ])
+    .args(tables);
     let text = run(&mut cmd);
     let mut framer = ovsdb::Framer::default();
     framer.extend(text.as_bytes());
@@ -264,7 +395,12 @@ pub fn dump(db: &str, tables: &[&str]) -> BTreeMap<String, BTreeMap<Uuid, Row>> 
         let caption = v["caption"].as_str().unwrap();
         let table = caption.trim_end_matches(" table");
         let t = schema.table(table).unwrap();
-        let headings: Vec<&str> = v["headings"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        let headings: Vec<&str> = v["headings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
         let mut rows = BTreeMap::new();
         for r in v["data"].as_array().unwrap() {
             let mut row = Row::new();
@@ -316,7 +452,10 @@ impl Cluster {
     }
 
     fn try_start() -> Option<Cluster> {
-        let dir = tempfile::Builder::new().prefix("ovsdb-cluster").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ovsdb-cluster")
+            .tempdir_in("/tmp")
+            .unwrap();
         let p = dir.path();
         let mut members = Vec::new();
         for i in 0..3 {
@@ -330,7 +469,11 @@ impl Cluster {
             });
         }
         let raft = |m: &Member| format!("tcp:127.0.0.1:{}", m.raft_port);
-        run(Command::new("ovsdb-tool").arg("create-cluster").arg(&members[0].db).arg(NB_SCHEMA).arg(raft(&members[0])));
+        run(Command::new("ovsdb-tool")
+            .arg("create-cluster")
+            .arg(&members[0].db)
+            .arg(NB_SCHEMA)
+            .arg(raft(&members[0])));
         for i in 1..3 {
             run(Command::new("ovsdb-tool")
                 .arg("join-cluster")
@@ -419,7 +562,11 @@ impl Cluster {
     }
 
     pub fn db_string(&self) -> String {
-        self.members.iter().map(|m| format!("tcp:127.0.0.1:{}", m.port)).collect::<Vec<_>>().join(",")
+        self.members
+            .iter()
+            .map(|m| format!("tcp:127.0.0.1:{}", m.port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
