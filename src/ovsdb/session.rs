@@ -12,7 +12,7 @@
 //! It never panics and never blocks forever: every request has a timeout.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,6 +117,8 @@ struct Shared {
     state: watch::Sender<SessionState>,
     /// Highest Raft index seen from any server (stale-follower guard).
     max_index: AtomicI64,
+    /// Sessions brought up so far (1 after the first connection).
+    connections: AtomicU64,
     /// Stops the supervisor.
     cancel: CancellationToken,
     /// Settings.
@@ -162,6 +164,7 @@ impl Session {
             cache,
             state: watch::Sender::new(SessionState::Connecting),
             max_index: AtomicI64::new(0),
+            connections: AtomicU64::new(0),
             cancel: cancel.clone(),
             cfg,
         });
@@ -193,6 +196,11 @@ impl Session {
     /// Watch the state.
     pub fn state(&self) -> watch::Receiver<SessionState> {
         self.shared.state.subscribe()
+    }
+
+    /// How many times a session came up (reconnections = this − 1).
+    pub fn connection_count(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// Whether a server is connected and monitored right now.
@@ -411,6 +419,7 @@ async fn serve_connected(
         .await?;
     let resumed = last.is_some() && cache.resumed();
     info!(%remote, resumed, "ovsdb session up");
+    shared.connections.fetch_add(1, Ordering::SeqCst);
     shared.state.send_replace(SessionState::Connected {
         remote: remote.to_string(),
         resumed,
@@ -427,7 +436,11 @@ async fn serve_connected(
                 };
             }
             _ = cache.resync_needed() => {
-                return Err(Error::Protocol("cache needs a resync".into()));
+                // The connection's end also cancels its monitors: report that as such.
+                if client.is_closed() {
+                    return Err(Error::Closed);
+                }
+                return Err(Error::Protocol("monitor cancelled or cache inconsistent: restarting it".into()));
             }
             _ = async {
                 match server_changes.as_mut() {

@@ -503,8 +503,12 @@ impl Cluster {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        // A leader, and every member joined (until then the survivors of a killed leader
+        // have no quorum).
         let deadline = Instant::now() + Duration::from_secs(15);
-        while c.leader().is_none() {
+        while c.leader().is_none()
+            || !(0..3).all(|i| c.status(i).contains("Status: cluster member"))
+        {
             if Instant::now() > deadline {
                 return None;
             }
@@ -526,6 +530,17 @@ impl Cluster {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = spawn(&argv, self.dir.path());
         self.members[i].child = Some(child);
+    }
+
+    /// `cluster/status` of member `i`.
+    pub fn status(&self, i: usize) -> String {
+        Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(&self.members[i].ctl)
+            .args(["cluster/status", "OVN_Northbound"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     /// The index of the member that says it is leader.
