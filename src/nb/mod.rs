@@ -378,10 +378,7 @@ mod tests {
             protocol: Some("tcp".into()),
             ..Default::default()
         };
-        let row = CacheRow {
-            uuid: lb.uuid,
-            columns: lb.to_row(),
-        };
+        let row = CacheRow::from_row(LoadBalancer::NAME, lb.uuid, lb.to_row());
         assert_eq!(LoadBalancer::from_row(&row), Some(lb));
         assert!(s_check(&row));
     }
@@ -389,8 +386,7 @@ mod tests {
     fn s_check(row: &CacheRow) -> bool {
         let s = ovn_nb_schema();
         let t = s.table("Load_Balancer").unwrap();
-        row.columns
-            .iter()
+        row.columns()
             .all(|(c, d)| t.column(c).unwrap().ty.check(d).is_ok())
     }
 }

@@ -15,36 +15,139 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use serde_json::Value;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::client::MonitorRequests;
+use super::client::{MonitorRequests, ZERO_TXN_ID};
 use super::connection::{MonitorHandler, MonitorMethod};
 use super::datum::Datum;
-use super::schema::{DatabaseSchema, TableSchema};
+use super::schema::{ColumnType, DatabaseSchema, TableSchema};
 use super::txn::Row;
 
-/// A cached row.
-#[derive(Debug, Clone, PartialEq)]
+/// Column names, types and defaults of one monitored table, shared by all its rows.
+#[derive(Debug)]
+struct Layout {
+    /// Table name.
+    table: String,
+    /// Monitored column names, sorted.
+    names: Vec<String>,
+    /// Their types (for normalising decoded values).
+    types: Vec<Option<ColumnType>>,
+    /// Their default values (a new row starts from these).
+    defaults: Vec<Datum>,
+}
+
+impl Layout {
+    fn new(t: &TableSchema, columns: Option<&Vec<String>>) -> Layout {
+        let mut names: Vec<String> = match columns {
+            Some(c) => c
+                .iter()
+                .filter(|n| t.columns.contains_key(*n))
+                .cloned()
+                .collect(),
+            None => t.columns.keys().cloned().collect(),
+        };
+        names.sort();
+        names.dedup();
+        let types: Vec<Option<ColumnType>> = names
+            .iter()
+            .map(|n| t.columns.get(n).map(|c| c.ty.clone()))
+            .collect();
+        let defaults = types
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .map(ColumnType::default_datum)
+                    .unwrap_or_default()
+            })
+            .collect();
+        Layout {
+            table: t.name.clone(),
+            names,
+            types,
+            defaults,
+        }
+    }
+
+    fn from_names(table: &str, names: Vec<String>) -> Layout {
+        let n = names.len();
+        Layout {
+            table: table.to_owned(),
+            names,
+            types: vec![None; n],
+            defaults: vec![Datum::empty(); n],
+        }
+    }
+
+    fn index(&self, column: &str) -> Option<usize> {
+        self.names.binary_search_by(|n| n.as_str().cmp(column)).ok()
+    }
+}
+
+/// A cached row: its UUID and the monitored columns' values (defaults filled in).
+#[derive(Debug, Clone)]
 pub struct CacheRow {
     /// The row's UUID.
     pub uuid: Uuid,
-    /// Every monitored column, defaults filled in.
-    pub columns: Row,
+    /// Column names and types, shared by the table's rows.
+    layout: Arc<Layout>,
+    /// Values, parallel to `layout.names`.
+    values: Vec<Datum>,
+}
+
+impl PartialEq for CacheRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.uuid == other.uuid && self.columns().eq(other.columns())
+    }
 }
 
 impl CacheRow {
+    /// A row from a generic [`Row`] (for tests and tools).
+    pub fn from_row(table: &str, uuid: Uuid, row: Row) -> CacheRow {
+        let (names, values) = row.into_iter().unzip();
+        CacheRow {
+            uuid,
+            layout: Arc::new(Layout::from_names(table, names)),
+            values,
+        }
+    }
+
     /// A column's value (the empty set when not monitored).
     pub fn get(&self, column: &str) -> &Datum {
-        static EMPTY: Datum = Datum::Set(BTreeSet::new());
-        self.columns.get(column).unwrap_or(&EMPTY)
+        static EMPTY: Datum = Datum::empty();
+        self.layout
+            .index(column)
+            .map_or(&EMPTY, |i| &self.values[i])
     }
 
     /// A scalar string column.
     pub fn get_str(&self, column: &str) -> Option<&str> {
         self.get(column).as_str()
+    }
+
+    /// Every monitored column with its value, by name.
+    pub fn columns(&self) -> impl Iterator<Item = (&str, &Datum)> + '_ {
+        self.layout
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter())
+    }
+
+    /// As a generic [`Row`].
+    pub fn to_row(&self) -> Row {
+        self.columns()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect()
+    }
+
+    /// The table this row belongs to.
+    pub fn table(&self) -> &str {
+        &self.layout.table
     }
 }
 
@@ -76,11 +179,11 @@ impl IndexSpec {
         }
     }
 
-    fn key_of(&self, row: &Row) -> Option<Datum> {
+    fn key_of(&self, row: &CacheRow) -> Option<Datum> {
         match self {
-            IndexSpec::Column { column, .. } => row.get(column).cloned(),
+            IndexSpec::Column { column, .. } => Some(row.get(column).clone()),
             IndexSpec::MapKey { column, key, .. } => row
-                .get(column)?
+                .get(column)
                 .map_get(key)
                 .map(|v| Datum::scalar(v.to_owned())),
         }
@@ -177,7 +280,7 @@ impl CacheView {
                 .collect();
         }
         self.rows(spec.table())
-            .filter(|r| spec.key_of(&r.columns).as_ref() == Some(key))
+            .filter(|r| spec.key_of(r).as_ref() == Some(key))
             .cloned()
             .collect()
     }
@@ -196,7 +299,7 @@ impl CacheView {
     fn index_insert(&mut self, table: &str, row: &CacheRow) {
         for (i, spec) in self.specs.iter().enumerate() {
             if spec.table() == table {
-                if let Some(k) = spec.key_of(&row.columns) {
+                if let Some(k) = spec.key_of(row) {
                     self.indexes[i].entry(k).or_default().insert(row.uuid);
                 }
             }
@@ -206,7 +309,7 @@ impl CacheView {
     fn index_remove(&mut self, table: &str, row: &CacheRow) {
         for (i, spec) in self.specs.iter().enumerate() {
             if spec.table() == table {
-                if let Some(k) = spec.key_of(&row.columns) {
+                if let Some(k) = spec.key_of(row) {
                     if let Some(set) = self.indexes[i].get_mut(&k) {
                         set.remove(&row.uuid);
                         if set.is_empty() {
@@ -218,14 +321,18 @@ impl CacheView {
         }
     }
 
-    fn put(&mut self, table: &str, row: CacheRow) {
-        self.remove(table, &row.uuid);
-        let row = Arc::new(row);
+    /// Insert a row (callers remove any previous version first).
+    fn put(&mut self, table: &str, row: Arc<CacheRow>) {
         self.index_insert(table, &row);
-        self.tables
-            .entry(table.into())
-            .or_default()
-            .insert(row.uuid, row);
+        match self.tables.get_mut(table) {
+            Some(t) => {
+                t.insert(row.uuid, row);
+            }
+            None => {
+                self.tables
+                    .insert(table.to_owned(), HashMap::from([(row.uuid, row)]));
+            }
+        }
     }
 
     fn remove(&mut self, table: &str, uuid: &Uuid) -> Option<Arc<CacheRow>> {
@@ -239,12 +346,64 @@ impl CacheView {
 #[derive(Debug)]
 struct Inconsistent(String);
 
+/// A JSON object read as a vector of pairs, in wire order, without building a map.
+struct Pairs<V>(Vec<(String, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Pairs<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
+            type Value = Pairs<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Pairs<V>, E> {
+                Ok(Pairs(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs<V>, A::Error> {
+                let mut v = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(kv) = map.next_entry::<String, V>()? {
+                    v.push(kv);
+                }
+                Ok(Pairs(v))
+            }
+        }
+        d.deserialize_any(V2(std::marker::PhantomData))
+    }
+}
+
+/// `<table-updates2>`: table → uuid → row-update2.
+type TableUpdates2 = Pairs<Pairs<RowUpdate2>>;
+/// `<table-updates>` (RFC 7047 `update`): table → uuid → {old, new}.
+type TableUpdates1 = Pairs<Pairs<RowUpdate1>>;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RowUpdate2 {
+    Initial(Pairs<Datum>),
+    Insert(Pairs<Datum>),
+    Modify(Pairs<Datum>),
+    Delete,
+}
+
+#[derive(Deserialize)]
+struct RowUpdate1 {
+    #[serde(default)]
+    new: Option<Pairs<Datum>>,
+}
+
+fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, Inconsistent> {
+    serde_json::from_str(raw.get()).map_err(|e| Inconsistent(format!("undecodable update: {e}")))
+}
+
 /// A replica of the monitored tables of one database.
 pub struct Cache {
     /// The schema used to decode values and fill defaults.
     schema: Arc<DatabaseSchema>,
     /// What is monitored (tables and columns): also the monitor request.
     requests: MonitorRequests,
+    /// Column layout per monitored table.
+    layouts: HashMap<String, Arc<Layout>>,
     /// The data; replaced wholesale on resync.
     view: RwLock<CacheView>,
     /// Last transaction id seen (`monitor_cond_since` on a clustered database), for
@@ -254,9 +413,10 @@ pub struct Cache {
     resumed: AtomicBool,
     /// True once a complete snapshot is loaded.
     ready: watch::Sender<bool>,
-    /// Set when an update did not fit: the owner must restart the monitor from scratch.
+    /// Set when an update did not fit, or the monitor was cancelled: the owner must
+    /// restart the monitor.
     needs_resync: AtomicBool,
-    /// Woken when `needs_resync` or cancellation happens.
+    /// Woken when `needs_resync` is set.
     resync_notify: Notify,
     /// Change feeds.
     subscribers: Mutex<Vec<Weak<SubShared>>>,
@@ -273,11 +433,21 @@ impl std::fmt::Debug for Cache {
 
 impl Cache {
     /// A cache of `requests` (tables and columns) in `schema`, keeping `indexes`.
+    /// Tables the schema does not have are ignored.
     pub fn new(
         schema: Arc<DatabaseSchema>,
         requests: MonitorRequests,
         indexes: Vec<IndexSpec>,
     ) -> Arc<Cache> {
+        let layouts = requests
+            .iter()
+            .filter_map(|(t, sel)| {
+                Some((
+                    t.clone(),
+                    Arc::new(Layout::new(schema.tables.get(t)?, sel.columns.as_ref())),
+                ))
+            })
+            .collect();
         let specs = Arc::new(indexes);
         let view = CacheView {
             tables: HashMap::new(),
@@ -287,6 +457,7 @@ impl Cache {
         Arc::new(Cache {
             schema,
             requests,
+            layouts,
             view: RwLock::new(view),
             last_txn_id: Mutex::new(None),
             resumed: AtomicBool::new(false),
@@ -335,7 +506,7 @@ impl Cache {
                 .map(|(t, rows)| {
                     (
                         t.clone(),
-                        rows.iter().map(|(u, r)| (*u, r.columns.clone())).collect(),
+                        rows.iter().map(|(u, r)| (*u, r.to_row())).collect(),
                     )
                 })
                 .collect()
@@ -363,12 +534,13 @@ impl Cache {
         self.resumed.load(Ordering::SeqCst)
     }
 
-    /// Whether an update did not fit and the monitor must restart from scratch.
+    /// Whether the monitor must be restarted (an update did not fit, or it was
+    /// cancelled).
     pub fn needs_resync(&self) -> bool {
         self.needs_resync.load(Ordering::SeqCst)
     }
 
-    /// Wait until a resync is needed (or the monitor was cancelled).
+    /// Wait until the monitor must be restarted.
     pub async fn resync_needed(&self) {
         loop {
             let n = self.resync_notify.notified();
@@ -410,152 +582,132 @@ impl Cache {
         });
     }
 
-    fn mark_resync(&self, why: &str) {
-        warn!(db = %self.schema.name, why, "cache inconsistent with the server: resync");
-        *lock(&self.last_txn_id) = None;
+    fn flag_resync(&self) {
         self.needs_resync.store(true, Ordering::SeqCst);
         self.resync_notify.notify_waiters();
         self.resync_notify.notify_one();
     }
 
-    fn table(&self, name: &str) -> Result<&TableSchema, Inconsistent> {
-        self.schema
-            .table(name)
-            .map_err(|e| Inconsistent(e.to_string()))
+    fn mark_resync(&self, why: &str) {
+        warn!(db = %self.schema.name, why, "cache inconsistent with the server: resync");
+        *lock(&self.last_txn_id) = None;
+        self.flag_resync();
     }
 
-    /// Decode a row object; columns the schema does not know are skipped (a newer
-    /// server schema must not break us).
-    fn decode_row(&self, t: &TableSchema, v: &Value) -> Result<Row, Inconsistent> {
-        let o = v
-            .as_object()
-            .ok_or_else(|| Inconsistent(format!("row of {} is not an object", t.name)))?;
-        let mut row = Row::new();
-        for (c, val) in o {
-            if !t.columns.contains_key(c) {
-                continue;
-            }
-            row.insert(
-                c.clone(),
-                t.decode(c, val).map_err(|e| Inconsistent(e.to_string()))?,
-            );
+    fn new_row(layout: &Arc<Layout>, uuid: Uuid, wire: Pairs<Datum>) -> CacheRow {
+        let mut values = layout.defaults.clone();
+        for (c, d) in wire.0 {
+            Self::set_value(layout, &mut values, &c, d, false);
         }
-        Ok(row)
+        CacheRow {
+            uuid,
+            layout: layout.clone(),
+            values,
+        }
     }
 
-    /// Defaults for the monitored columns of a table.
-    fn defaults(&self, t: &TableSchema) -> Row {
-        let cols = self.requests.get(&t.name).and_then(|s| s.columns.as_ref());
-        t.columns
-            .values()
-            .filter(|c| cols.is_none_or(|cs| cs.iter().any(|n| n == &c.name)))
-            .map(|c| (c.name.clone(), c.ty.default_datum()))
-            .collect()
+    /// Store a decoded value (normalised to its column type); `diff` applies an update2
+    /// difference to composite columns. Columns not monitored are skipped.
+    fn set_value(layout: &Layout, values: &mut [Datum], column: &str, mut d: Datum, diff: bool) {
+        let Some(i) = layout.index(column) else {
+            return;
+        };
+        let ty = layout.types[i].as_ref();
+        if let Some(t) = ty {
+            t.normalize(&mut d);
+        }
+        if diff && ty.is_some_and(ColumnType::is_composite) {
+            values[i].apply_diff(&d);
+        } else {
+            values[i] = d;
+        }
     }
 
-    fn full_row(&self, t: &TableSchema, uuid: Uuid, v: &Value) -> Result<CacheRow, Inconsistent> {
-        let mut columns = self.defaults(t);
-        columns.extend(self.decode_row(t, v)?);
-        Ok(CacheRow { uuid, columns })
-    }
-
-    /// Apply `table-updates2` (update2/update3 and `monitor_cond*` replies).
+    /// Apply `<table-updates2>` to `view`; `changes` collects touched rows (deltas only).
     fn apply2(
         &self,
         view: &mut CacheView,
-        updates: &Value,
-        changes: &mut Changes,
+        updates: TableUpdates2,
+        mut changes: Option<&mut Changes>,
     ) -> Result<(), Inconsistent> {
-        let Some(tables) = updates.as_object() else {
-            return Err(Inconsistent("table-updates is not an object".into()));
-        };
-        for (tname, rows) in tables {
-            let t = self.table(tname)?;
-            for (u, ru) in rows.as_object().into_iter().flatten() {
+        for (table, rows) in updates.0 {
+            let Some(layout) = self.layouts.get(&table) else {
+                continue;
+            };
+            for (u, ru) in rows.0 {
                 let uuid =
-                    Uuid::parse_str(u).map_err(|e| Inconsistent(format!("row uuid {u}: {e}")))?;
-                let Some((kind, body)) = ru.as_object().and_then(|o| o.iter().next()) else {
-                    return Err(Inconsistent(format!("empty row-update for {tname} {u}")));
-                };
-                match kind.as_str() {
-                    "initial" | "insert" => {
-                        if view.get(tname, &uuid).is_some() {
+                    Uuid::parse_str(&u).map_err(|e| Inconsistent(format!("row uuid {u}: {e}")))?;
+                match ru {
+                    RowUpdate2::Initial(w) | RowUpdate2::Insert(w) => {
+                        if view.get(&table, &uuid).is_some() {
                             return Err(Inconsistent(format!(
-                                "insert of {tname} {u}, which we already have"
+                                "insert of {table} {u}, which we already have"
                             )));
                         }
-                        view.put(tname, self.full_row(t, uuid, body)?);
+                        view.put(&table, Arc::new(Self::new_row(layout, uuid, w)));
                     }
-                    "modify" => {
-                        let Some(old) = view.get(tname, &uuid) else {
-                            return Err(Inconsistent(format!("modify of unknown {tname} {u}")));
+                    RowUpdate2::Modify(w) => {
+                        let Some(mut row) = view.remove(&table, &uuid) else {
+                            return Err(Inconsistent(format!("modify of unknown {table} {u}")));
                         };
-                        let mut row = (**old).clone();
-                        for (c, val) in body.as_object().into_iter().flatten() {
-                            let Some(col) = t.columns.get(c) else {
-                                continue;
-                            };
-                            let d = t.decode(c, val).map_err(|e| Inconsistent(e.to_string()))?;
-                            if !col.ty.is_composite() {
-                                row.columns.insert(c.clone(), d);
-                            } else {
-                                row.columns
-                                    .entry(c.clone())
-                                    .or_insert_with(|| col.ty.default_datum())
-                                    .apply_diff(&d);
-                            }
+                        // Copy-on-write: cloned only if a reader still holds the row.
+                        let r = Arc::make_mut(&mut row);
+                        for (c, d) in w.0 {
+                            Self::set_value(layout, &mut r.values, &c, d, true);
                         }
-                        view.put(tname, row);
+                        view.put(&table, row);
                     }
-                    "delete" => {
-                        if view.remove(tname, &uuid).is_none() {
-                            return Err(Inconsistent(format!("delete of unknown {tname} {u}")));
+                    RowUpdate2::Delete => {
+                        if view.remove(&table, &uuid).is_none() {
+                            return Err(Inconsistent(format!("delete of unknown {table} {u}")));
                         }
-                    }
-                    other => {
-                        return Err(Inconsistent(format!("unknown row-update kind {other:?}")))
                     }
                 }
-                changes.rows.insert((tname.clone(), uuid));
+                if let Some(c) = changes.as_deref_mut() {
+                    c.rows.insert((table.clone(), uuid));
+                }
             }
         }
         Ok(())
     }
 
-    /// Apply `table-updates` (RFC 7047 `update` and `monitor` replies).
+    /// Apply RFC 7047 `<table-updates>`.
     fn apply1(
         &self,
         view: &mut CacheView,
-        updates: &Value,
-        changes: &mut Changes,
+        updates: TableUpdates1,
+        mut changes: Option<&mut Changes>,
     ) -> Result<(), Inconsistent> {
-        let Some(tables) = updates.as_object() else {
-            return Err(Inconsistent("table-updates is not an object".into()));
-        };
-        for (tname, rows) in tables {
-            let t = self.table(tname)?;
-            for (u, ru) in rows.as_object().into_iter().flatten() {
+        for (table, rows) in updates.0 {
+            let Some(layout) = self.layouts.get(&table) else {
+                continue;
+            };
+            for (u, ru) in rows.0 {
                 let uuid =
-                    Uuid::parse_str(u).map_err(|e| Inconsistent(format!("row uuid {u}: {e}")))?;
-                match ru.get("new") {
-                    Some(new) if !new.is_null() => {
-                        let row = match view.get(tname, &uuid) {
-                            Some(old) => {
-                                let mut r = (**old).clone();
-                                r.columns.extend(self.decode_row(t, new)?);
-                                r
+                    Uuid::parse_str(&u).map_err(|e| Inconsistent(format!("row uuid {u}: {e}")))?;
+                match ru.new {
+                    Some(new) => {
+                        let row = match view.remove(&table, &uuid) {
+                            Some(mut old) => {
+                                let r = Arc::make_mut(&mut old);
+                                for (c, d) in new.0 {
+                                    Self::set_value(layout, &mut r.values, &c, d, false);
+                                }
+                                old
                             }
-                            None => self.full_row(t, uuid, new)?,
+                            None => Arc::new(Self::new_row(layout, uuid, new)),
                         };
-                        view.put(tname, row);
+                        view.put(&table, row);
                     }
-                    _ => {
-                        if view.remove(tname, &uuid).is_none() {
-                            return Err(Inconsistent(format!("delete of unknown {tname} {u}")));
+                    None => {
+                        if view.remove(&table, &uuid).is_none() {
+                            return Err(Inconsistent(format!("delete of unknown {table} {u}")));
                         }
                     }
                 }
-                changes.rows.insert((tname.clone(), uuid));
+                if let Some(c) = changes.as_deref_mut() {
+                    c.rows.insert((table.clone(), uuid));
+                }
             }
         }
         Ok(())
@@ -570,19 +722,14 @@ impl Cache {
         }
     }
 
-    /// Build a fresh snapshot and swap it in.
-    fn replace(&self, updates: &Value, v1: bool) {
+    /// Build a fresh snapshot aside and swap it in.
+    fn replace(&self, apply: impl FnOnce(&mut CacheView) -> Result<(), Inconsistent>) {
         let mut fresh = self.fresh_view();
-        let mut changes = Changes::default();
-        let r = if v1 {
-            self.apply1(&mut fresh, updates, &mut changes)
-        } else {
-            self.apply2(&mut fresh, updates, &mut changes)
-        };
-        match r {
+        match apply(&mut fresh) {
             Ok(()) => {
+                let rows: usize = fresh.tables.values().map(HashMap::len).sum();
                 *self.view.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-                debug!(db = %self.schema.name, rows = changes.rows.len(), "cache loaded");
+                debug!(db = %self.schema.name, rows, "cache loaded");
                 self.needs_resync.store(false, Ordering::SeqCst);
                 self.ready.send_replace(true);
                 self.publish(Changes {
@@ -595,15 +742,11 @@ impl Cache {
     }
 
     /// Apply deltas in place.
-    fn delta(&self, updates: &Value, v1: bool) {
+    fn delta(&self, apply: impl FnOnce(&mut CacheView, &mut Changes) -> Result<(), Inconsistent>) {
         let mut changes = Changes::default();
         let r = {
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-            if v1 {
-                self.apply1(&mut view, updates, &mut changes)
-            } else {
-                self.apply2(&mut view, updates, &mut changes)
-            }
+            apply(&mut view, &mut changes)
         };
         if let Err(Inconsistent(why)) = r {
             self.mark_resync(&why);
@@ -614,67 +757,115 @@ impl Cache {
 }
 
 impl MonitorHandler for Cache {
-    fn on_reply(&self, method: MonitorMethod, result: &Value) {
+    fn on_reply(&self, method: MonitorMethod, result: &RawValue) {
         match method {
             MonitorMethod::CondSince => {
-                let found = result.get(0).and_then(Value::as_bool).unwrap_or(false);
-                let txn = result
-                    .get(1)
-                    .and_then(Value::as_str)
-                    .filter(|t| *t != super::client::ZERO_TXN_ID)
-                    .map(str::to_owned);
-                let updates = result.get(2).cloned().unwrap_or(Value::Null);
-                let updates = if updates.is_null() {
-                    Value::Object(Default::default())
-                } else {
-                    updates
+                let parsed: Result<(bool, String, Option<TableUpdates2>), _> = parse(result);
+                let (found, txn, updates) = match parsed {
+                    Ok(p) => p,
+                    Err(Inconsistent(why)) => return self.mark_resync(&why),
                 };
+                let updates = updates.unwrap_or(Pairs(Vec::new()));
                 let resume = found && self.is_ready();
                 if resume {
                     debug!(db = %self.schema.name, "monitor resumed from the last transaction");
-                    self.delta(&updates, false);
+                    self.delta(|v, c| self.apply2(v, updates, Some(c)));
                 } else {
-                    self.replace(&updates, false);
+                    self.replace(|v| self.apply2(v, updates, None));
                 }
                 self.resumed.store(resume, Ordering::SeqCst);
-                *lock(&self.last_txn_id) = txn;
+                *lock(&self.last_txn_id) = (txn != ZERO_TXN_ID).then_some(txn);
             }
             MonitorMethod::Cond => {
                 self.resumed.store(false, Ordering::SeqCst);
-                self.replace(result, false)
+                match parse::<TableUpdates2>(result) {
+                    Ok(u) => self.replace(|v| self.apply2(v, u, None)),
+                    Err(Inconsistent(why)) => self.mark_resync(&why),
+                }
             }
             MonitorMethod::Plain => {
                 self.resumed.store(false, Ordering::SeqCst);
-                self.replace(result, true)
+                match parse::<TableUpdates1>(result) {
+                    Ok(u) => self.replace(|v| self.apply1(v, u, None)),
+                    Err(Inconsistent(why)) => self.mark_resync(&why),
+                }
             }
         }
     }
 
-    fn on_update(&self, method: &str, params: &Value) {
+    fn on_update(&self, method: &str, params: &RawValue) {
         if self.needs_resync() {
             return;
         }
-        match method {
+        let r = match method {
             "update3" => {
-                if let Some(t) = params
-                    .get(1)
-                    .and_then(Value::as_str)
-                    .filter(|t| *t != super::client::ZERO_TXN_ID)
-                {
-                    *lock(&self.last_txn_id) = Some(t.to_owned());
-                }
-                self.delta(params.get(2).unwrap_or(&Value::Null), false)
+                parse::<(de::IgnoredAny, String, TableUpdates2)>(params).map(|(_, txn, u)| {
+                    self.delta(|v, c| self.apply2(v, u, Some(c)));
+                    if txn != ZERO_TXN_ID && !self.needs_resync() {
+                        *lock(&self.last_txn_id) = Some(txn);
+                    }
+                })
             }
-            "update2" => self.delta(params.get(1).unwrap_or(&Value::Null), false),
-            _ => self.delta(params.get(1).unwrap_or(&Value::Null), true),
+            "update2" => parse::<(de::IgnoredAny, TableUpdates2)>(params)
+                .map(|(_, u)| self.delta(|v, c| self.apply2(v, u, Some(c)))),
+            _ => parse::<(de::IgnoredAny, TableUpdates1)>(params)
+                .map(|(_, u)| self.delta(|v, c| self.apply1(v, u, Some(c)))),
+        };
+        if let Err(Inconsistent(why)) = r {
+            self.mark_resync(&why);
         }
     }
 
     fn on_canceled(&self) {
         // The owner restarts the monitor (resuming from the last transaction id where
         // the server allows); the data stays as it was meanwhile.
-        self.needs_resync.store(true, Ordering::SeqCst);
-        self.resync_notify.notify_waiters();
-        self.resync_notify.notify_one();
+        self.flag_resync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ovsdb::client::MonitorSelect;
+    use crate::ovsdb::schema::ovn_nb_schema;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn update2_semantics_per_column_kind() {
+        let req =
+            MonitorRequests::from([("Logical_Switch_Port".to_owned(), MonitorSelect::default())]);
+        let c = Cache::new(Arc::new(ovn_nb_schema()), req, vec![]);
+        let u = "11111111-1111-1111-1111-111111111111";
+        c.on_reply(
+            MonitorMethod::Cond,
+            &raw(&format!(r#"{{"Logical_Switch_Port":{{"{u}":{{"initial":{{"name":"p","addresses":["set",["a","b"]],"tag_request":7,"options":["map",[["k","v"]]]}}}}}}}}"#)),
+        );
+        let uuid: Uuid = u.parse().unwrap();
+        let mut sub = c.subscribe();
+        // max>1 set: symmetric difference; max 1 optional: new value; map: toggles.
+        c.on_update(
+            "update2",
+            &raw(&format!(r#"["m",{{"Logical_Switch_Port":{{"{u}":{{"modify":{{"addresses":["set",["b","c"]],"tag_request":["set",[]],"options":["map",[["k","v"],["x","y"]]],"enabled":true}}}}}}}}]"#)),
+        );
+        let r = c.get("Logical_Switch_Port", &uuid).unwrap();
+        assert_eq!(r.get("addresses"), &Datum::set(["a", "c"]));
+        assert!(r.get("tag_request").is_empty());
+        assert_eq!(r.get("options"), &Datum::string_map([("x", "y")]));
+        assert_eq!(r.get("enabled"), &Datum::scalar(true));
+        assert_eq!(r.get_str("type"), Some(""), "defaults filled in");
+        assert!(sub
+            .try_changed()
+            .rows
+            .contains(&("Logical_Switch_Port".to_owned(), uuid)));
+        assert!(!c.needs_resync());
+        // Garbage in an update: resync, no panic.
+        c.on_update(
+            "update2",
+            &raw(r#"["m",{"Logical_Switch_Port":{"x":{"modify":{}}}}]"#),
+        );
+        assert!(c.needs_resync());
     }
 }

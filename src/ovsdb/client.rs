@@ -99,6 +99,10 @@ pub fn from_stream(
     (client, conn)
 }
 
+fn encode(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
 impl Client {
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
@@ -116,7 +120,7 @@ impl Client {
         &self.inner.peer
     }
 
-    async fn call_hook(&self, method: &str, params: Value, hook: Hook) -> Result<Value> {
+    async fn call_hook(&self, method: &str, params: Vec<u8>, hook: Hook) -> Result<Value> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
         self.inner
@@ -147,7 +151,7 @@ impl Client {
     /// # Errors
     /// [`Error::Server`] for an error reply; [`Error::Closed`], [`Error::Timeout`].
     pub async fn call(&self, method: &str, params: Value) -> Result<Value> {
-        self.call_hook(method, params, Hook::None).await
+        self.call_hook(method, encode(&params), Hook::None).await
     }
 
     /// `list_dbs`.
@@ -190,7 +194,9 @@ impl Client {
     pub async fn transact(&self, txn: &Transaction) -> Result<TxnReply> {
         txn.check()?;
         let n_ops = txn.len();
-        let v = match self.call("transact", txn.params()).await {
+        let mut params = Vec::new();
+        txn.encode_params(&mut params);
+        let v = match self.call_hook("transact", params, Hook::None).await {
             Ok(v) => v,
             Err(Error::Timeout { timeout, .. }) => {
                 return Err(Error::Indeterminate(format!("no reply within {timeout:?}")))
@@ -256,7 +262,7 @@ impl Client {
                 handler: handler.clone(),
             };
             match self
-                .call_hook(method.name(), Value::Array(params), hook)
+                .call_hook(method.name(), encode(&Value::Array(params)), hook)
                 .await
             {
                 Ok(_) => return Ok(method),
@@ -274,7 +280,7 @@ impl Client {
     pub async fn monitor_cancel(&self, monitor_id: &Value) -> Result<()> {
         self.call_hook(
             "monitor_cancel",
-            json!([monitor_id]),
+            encode(&json!([monitor_id])),
             Hook::Unmonitor {
                 key: monitor_id.to_string(),
             },

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -25,7 +27,7 @@ use tracing::{debug, trace, warn};
 
 use super::codec::Framer;
 use super::error::{Error, Result, ServerError};
-use super::jsonrpc::{encode_request, Message};
+use super::jsonrpc::{encode_request, encode_request_raw, Message};
 
 /// Which monitor method a reply answers (the reply and update formats differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +54,11 @@ impl MonitorMethod {
 /// Receives a monitor's data inside the connection task, in wire order. Implementations
 /// must be quick and must not block (apply to memory, signal, return).
 pub trait MonitorHandler: Send + Sync + 'static {
-    /// The monitor request succeeded; `result` is its reply.
-    fn on_reply(&self, method: MonitorMethod, result: &Value);
-    /// An `update`, `update2` or `update3` notification's params.
-    fn on_update(&self, method: &str, params: &Value);
+    /// The monitor request succeeded; `result` is its reply, undecoded (a large initial
+    /// reply is deserialised straight into the handler's structures).
+    fn on_reply(&self, method: MonitorMethod, result: &RawValue);
+    /// An `update`, `update2` or `update3` notification's params, undecoded.
+    fn on_update(&self, method: &str, params: &RawValue);
     /// The server cancelled the monitor (`monitor_canceled`, e.g. the database was
     /// removed or its schema changed) or the connection ended.
     fn on_canceled(&self);
@@ -89,7 +92,8 @@ pub(crate) enum Command {
     Request {
         id: u64,
         method: String,
-        params: Value,
+        /// Already encoded JSON (the caller's task pays for serialisation).
+        params: Vec<u8>,
         reply: oneshot::Sender<Result<Value>>,
         hook: Hook,
     },
@@ -246,8 +250,8 @@ impl Connection {
                     last_rx = Instant::now();
                     probe_sent = false;
                     framer.extend(&buf[..n]);
-                    while let Some(v) = framer.next_value()? {
-                        self.handle(v, &out)?;
+                    while let Some(frame) = framer.next_frame()? {
+                        self.handle(frame, &out)?;
                     }
                 }
                 cmd = self.commands.recv() => {
@@ -301,7 +305,7 @@ impl Connection {
                     self.monitors.insert(key.clone(), handler.clone());
                 }
                 debug!(peer = %self.peer, id, %method, "request");
-                encode_request(bytes, &json!(id), &method, &params);
+                encode_request_raw(bytes, id, &method, &params);
                 self.pending.insert(
                     id,
                     Pending {
@@ -320,51 +324,63 @@ impl Connection {
         false
     }
 
-    fn handle(&mut self, v: Value, out: &mpsc::UnboundedSender<Vec<u8>>) -> Result<()> {
-        let msg = Message::from_value(v).map_err(Error::Protocol)?;
-        match msg {
-            Message::Response { id, result, error } => {
-                let Some(n) = id.as_u64() else {
+    fn handle(&mut self, frame: &[u8], out: &mpsc::UnboundedSender<Vec<u8>>) -> Result<()> {
+        let env: Envelope<'_> = serde_json::from_slice(frame)
+            .map_err(|e| Error::Protocol(format!("not a JSON-RPC 1.0 message: {e}")))?;
+        let raw_or_null = |r: Option<&RawValue>| r.map(RawValue::get).unwrap_or("null").to_owned();
+        match env.method {
+            None => {
+                if env.id.is_null() {
+                    return Err(Error::Protocol("message has neither method nor id".into()));
+                }
+                let Some(n) = env.id.as_u64() else {
                     // Our probe's reply, or something we never asked: activity either way.
-                    trace!(peer = %self.peer, %id, "reply without a pending request");
+                    trace!(peer = %self.peer, id = %env.id, "reply without a pending request");
                     return Ok(());
                 };
                 let Some(p) = self.pending.remove(&n) else {
                     trace!(peer = %self.peer, id = n, "reply to a cancelled request");
                     return Ok(());
                 };
-                let res = if error.is_null() {
+                let res = if env.error.is_null() {
                     match &p.hook {
                         Hook::Monitor {
                             handler, method, ..
-                        } => handler.on_reply(*method, &result),
+                        } => {
+                            let null = RawValue::NULL;
+                            handler.on_reply(*method, env.result.unwrap_or(null));
+                            Ok(Value::Null)
+                        }
                         Hook::Unmonitor { key } => {
                             self.monitors.remove(key);
+                            Ok(Value::Null)
                         }
-                        Hook::None => {}
+                        Hook::None => serde_json::from_str(&raw_or_null(env.result))
+                            .map_err(|e| Error::Protocol(format!("reply to {}: {e}", p.method))),
                     }
-                    Ok(result)
                 } else {
                     if let Hook::Monitor { key, .. } = &p.hook {
                         self.monitors.remove(key);
                     }
                     Err(Error::Server {
                         method: p.method.clone(),
-                        error: ServerError::from_json(&error),
+                        error: ServerError::from_json(&env.error),
                     })
                 };
                 let _ = p.reply.send(res);
             }
-            Message::Request { id, method, params } => {
+            Some(method) if !env.id.is_null() => {
+                let params: Value =
+                    serde_json::from_str(&raw_or_null(env.params)).unwrap_or(Value::Null);
                 let reply = if method == "echo" {
                     Message::Response {
-                        id,
+                        id: env.id,
                         result: params,
                         error: Value::Null,
                     }
                 } else {
                     Message::Response {
-                        id,
+                        id: env.id,
                         result: Value::Null,
                         error: json!("unknown method"),
                     }
@@ -373,24 +389,33 @@ impl Connection {
                 reply.encode(&mut bytes);
                 out.send(bytes).map_err(|_| Error::Closed)?;
             }
-            Message::Notification { method, params } => match method.as_str() {
+            Some(method) => match method.as_str() {
                 "update" | "update2" | "update3" => {
-                    let key = params.get(0).map(|id| id.to_string()).unwrap_or_default();
+                    let Some(params) = env.params else {
+                        return Err(Error::Protocol(format!("{method} without params")));
+                    };
+                    let key = monitor_key(params);
                     match self.monitors.get(&key) {
-                        Some(h) => h.on_update(&method, &params),
+                        Some(h) => h.on_update(&method, params),
                         None => {
                             warn!(peer = %self.peer, monitor = %key, "update for an unknown monitor")
                         }
                     }
                 }
                 "monitor_canceled" => {
+                    let params: Value =
+                        serde_json::from_str(&raw_or_null(env.params)).unwrap_or(Value::Null);
                     let key = params.get(0).map(|id| id.to_string()).unwrap_or_default();
                     if let Some(h) = self.monitors.remove(&key) {
                         h.on_canceled();
                     }
                     self.broadcast(method, params);
                 }
-                _ => self.broadcast(method, params),
+                _ => {
+                    let params: Value =
+                        serde_json::from_str(&raw_or_null(env.params)).unwrap_or(Value::Null);
+                    self.broadcast(method, params)
+                }
             },
         }
         Ok(())
@@ -400,6 +425,43 @@ impl Connection {
         let n = Notification { method, params };
         self.subscribers.retain(|s| s.send(n.clone()).is_ok());
     }
+}
+
+/// The envelope of any message; `params` and `result` stay undecoded.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Value,
+}
+
+/// The monitor id (first param) of an update, as JSON text; the rest is skipped
+/// without being built.
+fn monitor_key(params: &RawValue) -> String {
+    use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
+    struct FirstOf;
+    impl<'de> Visitor<'de> for FirstOf {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
+            let first = seq.next_element::<Value>()?.unwrap_or(Value::Null);
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(first)
+        }
+    }
+    serde_json::Deserializer::from_str(params.get())
+        .deserialize_seq(FirstOf)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(

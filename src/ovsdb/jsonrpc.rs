@@ -105,6 +105,17 @@ pub(crate) fn encode_request(out: &mut Vec<u8>, id: &Value, method: &str, params
     out.push(b'}');
 }
 
+/// Encode a request whose params are already encoded JSON.
+pub(crate) fn encode_request_raw(out: &mut Vec<u8>, id: u64, method: &str, params: &[u8]) {
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(b",\"method\":");
+    let _ = serde_json::to_writer(&mut *out, method);
+    out.extend_from_slice(b",\"params\":");
+    out.extend_from_slice(params);
+    out.push(b'}');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

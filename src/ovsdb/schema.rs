@@ -2,6 +2,7 @@
 //! the checks an operation must pass before it is sent.
 
 use std::collections::{BTreeMap, BTreeSet};
+
 use std::path::Path;
 
 use serde_json::Value;
@@ -283,10 +284,7 @@ impl ColumnType {
                 Datum::empty()
             }
         } else if let Some(v) = &self.value {
-            Datum::Map(BTreeMap::from([(
-                self.key.atomic.default_atom(),
-                v.atomic.default_atom(),
-            )]))
+            Datum::map([(self.key.atomic.default_atom(), v.atomic.default_atom())])
         } else {
             Datum::from(self.key.atomic.default_atom())
         }
@@ -299,24 +297,19 @@ impl ColumnType {
     /// A description of what does not decode.
     pub fn decode(&self, v: &Value) -> Result<Datum, String> {
         let mut d = Datum::from_json(v)?;
-        if self.key.atomic == AtomicType::Real {
-            if let Datum::Set(s) = &d {
-                if s.iter().any(|a| matches!(a, Atom::Integer(_))) {
-                    d = Datum::Set(
-                        s.iter()
-                            .map(|a| match a {
-                                Atom::Integer(i) => Atom::Real(*i as f64),
-                                a => a.clone(),
-                            })
-                            .collect(),
-                    );
-                }
-            }
-        }
-        if self.is_map() && d.is_empty() {
-            d = Datum::empty_map();
-        }
+        self.normalize(&mut d);
         Ok(d)
+    }
+
+    /// Bring an untyped value to this type's form: integers widen to reals, an empty set
+    /// of a map column is an empty map.
+    pub fn normalize(&self, d: &mut Datum) {
+        if self.key.atomic == AtomicType::Real {
+            d.widen_integers();
+        }
+        if self.is_map() {
+            d.empty_as_map();
+        }
     }
 
     /// Check a full value against the type: form, element count, each atom.
@@ -334,17 +327,16 @@ impl ColumnType {
                     .unwrap_or_else(|| "unlimited".into())
             ));
         }
-        match (d, &self.value) {
-            (Datum::Map(m), Some(vt)) => {
+        match (d.as_set(), d.as_map(), &self.value) {
+            (_, Some(m), Some(vt)) => {
                 for (k, v) in m {
                     self.key.check(k)?;
                     vt.check(v)?;
                 }
             }
-            (Datum::Set(s), None) => s.iter().try_for_each(|a| self.key.check(a))?,
-            (Datum::Set(s), Some(_)) if s.is_empty() => {}
-            (Datum::Map(_), None) => return Err("a map given for a set column".into()),
-            (Datum::Set(_), Some(_)) => return Err("a set given for a map column".into()),
+            (Some(s), _, None) => s.iter().try_for_each(|a| self.key.check(a))?,
+            (None, _, None) => return Err("a map given for a set column".into()),
+            (_, None, Some(_)) => return Err("a set given for a map column".into()),
         }
         Ok(())
     }

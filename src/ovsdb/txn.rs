@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeTuple, Serializer};
+use serde::Serialize;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::datum::{Atom, Datum};
@@ -91,6 +93,76 @@ impl Condition {
     }
 }
 
+impl Serialize for Condition {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(&self.column)?;
+        t.serialize_element(self.function.as_str())?;
+        t.serialize_element(&self.value)?;
+        t.end()
+    }
+}
+
+impl Serialize for Mutation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(&self.column)?;
+        t.serialize_element(self.mutator.as_str())?;
+        t.serialize_element(&self.value)?;
+        t.end()
+    }
+}
+
+/// The wire form of one operation, serialised straight into the transaction's buffer.
+#[derive(Serialize)]
+struct Op<'a> {
+    op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    table: Option<&'a str>,
+    #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
+    conds: Option<&'a [Condition]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    row: Option<&'a Row>,
+    #[serde(rename = "uuid-name", skip_serializing_if = "Option::is_none")]
+    uuid_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mutations: Option<&'a [Mutation]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    columns: Option<&'a [&'a str]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<&'a [Row]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock: Option<&'a str>,
+}
+
+impl<'a> Op<'a> {
+    fn new(op: &'static str, table: Option<&'a str>) -> Op<'a> {
+        Op {
+            op,
+            table,
+            conds: None,
+            row: None,
+            uuid_name: None,
+            uuid: None,
+            mutations: None,
+            columns: None,
+            timeout: None,
+            until: None,
+            rows: None,
+            comment: None,
+            lock: None,
+        }
+    }
+}
+
 /// Mutators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutator {
@@ -164,8 +236,10 @@ pub struct Transaction {
     db: String,
     /// Schema for checks.
     schema: Option<Arc<DatabaseSchema>>,
-    /// Operations in wire form.
-    ops: Vec<Value>,
+    /// Operations in wire form, comma-separated, already serialised.
+    buf: Vec<u8>,
+    /// Number of operations in `buf`.
+    n_ops: usize,
     /// First schema violation.
     error: Option<SchemaError>,
     /// Counter for generated named-uuids.
@@ -178,7 +252,8 @@ impl Transaction {
         Transaction {
             db: db.into(),
             schema: None,
-            ops: Vec::new(),
+            buf: Vec::new(),
+            n_ops: 0,
             error: None,
             named: 0,
         }
@@ -189,7 +264,8 @@ impl Transaction {
         Transaction {
             db: schema.name.clone(),
             schema: Some(schema),
-            ops: Vec::new(),
+            buf: Vec::new(),
+            n_ops: 0,
             error: None,
             named: 0,
         }
@@ -197,12 +273,12 @@ impl Transaction {
 
     /// Number of operations.
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.n_ops
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.n_ops == 0
     }
 
     /// The first schema violation recorded.
@@ -216,17 +292,40 @@ impl Transaction {
         }
     }
 
+    /// The `transact` params `[db, op, …]` as JSON text.
+    pub fn encode_params(&self, out: &mut Vec<u8>) {
+        out.reserve(self.buf.len() + self.db.len() + 8);
+        out.push(b'[');
+        let _ = serde_json::to_writer(&mut *out, &self.db);
+        if self.n_ops > 0 {
+            out.push(b',');
+            out.extend_from_slice(&self.buf);
+        }
+        out.push(b']');
+    }
+
     /// The `transact` params: `[db, op, …]`.
     pub fn params(&self) -> Value {
-        let mut v = Vec::with_capacity(self.ops.len() + 1);
-        v.push(json!(self.db));
-        v.extend(self.ops.iter().cloned());
-        Value::Array(v)
+        let mut v = Vec::new();
+        self.encode_params(&mut v);
+        serde_json::from_slice(&v).unwrap_or_default()
     }
 
     /// The operations in wire form.
-    pub fn ops(&self) -> &[Value] {
-        &self.ops
+    pub fn ops(&self) -> Vec<Value> {
+        match self.params() {
+            Value::Array(mut a) => a.split_off(1),
+            _ => Vec::new(),
+        }
+    }
+
+    fn push(&mut self, op: &Op<'_>) {
+        if self.n_ops > 0 {
+            self.buf.push(b',');
+        }
+        self.n_ops += 1;
+        // Serialising our own types into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, op);
     }
 
     fn table(&mut self, table: &str) -> Option<TableSchema> {
@@ -327,26 +426,16 @@ impl Transaction {
         }
     }
 
-    fn row_json(row: &Row) -> Value {
-        Value::Object(
-            row.iter()
-                .map(|(k, v)| (k.clone(), v.to_json()))
-                .collect::<Map<_, _>>(),
-        )
-    }
-
-    fn where_json(conds: &[Condition]) -> Value {
-        Value::Array(conds.iter().map(Condition::to_json).collect())
-    }
-
     /// `insert`; returns the named-uuid to reference the new row in later operations.
     pub fn insert(&mut self, table: &str, row: Row) -> Atom {
         self.named += 1;
         let name = format!("row{}", self.named);
         self.check_row(table, &row, false);
-        self.ops.push(
-            json!({"op": "insert", "table": table, "row": Self::row_json(&row), "uuid-name": name}),
-        );
+        self.push(&Op {
+            row: Some(&row),
+            uuid_name: Some(&name),
+            ..Op::new("insert", Some(table))
+        });
         Atom::NamedUuid(name)
     }
 
@@ -354,7 +443,11 @@ impl Transaction {
     /// `duplicate uuid`).
     pub fn insert_with_uuid(&mut self, table: &str, uuid: Uuid, row: Row) -> Atom {
         self.check_row(table, &row, false);
-        self.ops.push(json!({"op": "insert", "table": table, "row": Self::row_json(&row), "uuid": uuid.to_string()}));
+        self.push(&Op {
+            row: Some(&row),
+            uuid: Some(uuid.to_string()),
+            ..Op::new("insert", Some(table))
+        });
         Atom::Uuid(uuid)
     }
 
@@ -362,7 +455,11 @@ impl Transaction {
     pub fn update(&mut self, table: &str, conds: Vec<Condition>, row: Row) {
         self.check_where(table, &conds);
         self.check_row(table, &row, true);
-        self.ops.push(json!({"op": "update", "table": table, "where": Self::where_json(&conds), "row": Self::row_json(&row)}));
+        self.push(&Op {
+            conds: Some(&conds),
+            row: Some(&row),
+            ..Op::new("update", Some(table))
+        });
     }
 
     /// `mutate` the rows matching `conds`.
@@ -387,24 +484,23 @@ impl Transaction {
                                     m.mutator.as_str()
                                 )));
                             }
-                            match (&m.value, &col.ty.value) {
-                                (Datum::Map(pairs), Some(vt)) => pairs
+                            match (m.value.as_set(), m.value.as_map(), &col.ty.value) {
+                                (_, Some(pairs), Some(vt)) if m.value.is_map() => pairs
                                     .iter()
                                     .try_for_each(|(k, v)| {
                                         col.ty.key.check(k).and_then(|_| vt.check(v))
                                     })
                                     .map_err(err),
-                                (Datum::Map(_), None) => {
-                                    Err(err("a map given for a set column".into()))
-                                }
-                                (Datum::Set(s), Some(_))
+                                (None, _, None) => Err(err("a map given for a set column".into())),
+                                (Some(s), _, Some(_))
                                     if m.mutator == Mutator::Insert && !s.is_empty() =>
                                 {
                                     Err(err("insert into a map needs a map".into()))
                                 }
-                                (Datum::Set(s), _) => {
+                                (Some(s), _, _) => {
                                     s.iter().try_for_each(|a| col.ty.key.check(a)).map_err(err)
                                 }
+                                (None, _, _) => Ok(()),
                             }
                         }
                         _ => {
@@ -426,29 +522,31 @@ impl Transaction {
                 }
             }
         }
-        let muts: Vec<Value> = mutations
-            .iter()
-            .map(|m| json!([m.column, m.mutator.as_str(), m.value.to_json()]))
-            .collect();
-        self.ops.push(json!({"op": "mutate", "table": table, "where": Self::where_json(&conds), "mutations": muts}));
+        self.push(&Op {
+            conds: Some(&conds),
+            mutations: Some(&mutations),
+            ..Op::new("mutate", Some(table))
+        });
     }
 
     /// `delete` the rows matching `conds`.
     pub fn delete(&mut self, table: &str, conds: Vec<Condition>) {
         self.check_where(table, &conds);
-        self.ops
-            .push(json!({"op": "delete", "table": table, "where": Self::where_json(&conds)}));
+        self.push(&Op {
+            conds: Some(&conds),
+            ..Op::new("delete", Some(table))
+        });
     }
 
     /// `select` columns (all when `None`) of the rows matching `conds`.
     pub fn select(&mut self, table: &str, conds: Vec<Condition>, columns: Option<&[&str]>) {
         self.check_where(table, &conds);
         self.check_columns(table, columns.unwrap_or(&[]));
-        let mut op = json!({"op": "select", "table": table, "where": Self::where_json(&conds)});
-        if let Some(c) = columns {
-            op["columns"] = json!(c);
-        }
-        self.ops.push(op);
+        self.push(&Op {
+            conds: Some(&conds),
+            columns,
+            ..Op::new("select", Some(table))
+        });
     }
 
     fn check_columns(&mut self, table: &str, columns: &[&str]) {
@@ -479,18 +577,30 @@ impl Transaction {
             WaitUntil::Eq => "==",
             WaitUntil::Ne => "!=",
         };
-        let rows: Vec<Value> = rows.iter().map(Self::row_json).collect();
-        self.ops.push(json!({"op": "wait", "timeout": 0, "table": table, "where": Self::where_json(&conds), "columns": columns, "until": until, "rows": rows}));
+        self.push(&Op {
+            conds: Some(&conds),
+            columns: Some(columns),
+            timeout: Some(0),
+            until: Some(until),
+            rows: Some(&rows),
+            ..Op::new("wait", Some(table))
+        });
     }
 
     /// `comment` (logged by the server).
     pub fn comment(&mut self, text: &str) {
-        self.ops.push(json!({"op": "comment", "comment": text}));
+        self.push(&Op {
+            comment: Some(text),
+            ..Op::new("comment", None)
+        });
     }
 
     /// `assert` that this session holds lock `id`.
     pub fn assert_lock(&mut self, id: &str) {
-        self.ops.push(json!({"op": "assert", "lock": id}));
+        self.push(&Op {
+            lock: Some(id),
+            ..Op::new("assert", None)
+        });
     }
 }
 

@@ -376,6 +376,10 @@ pub fn nb_schema() -> Arc<ovsdb::DatabaseSchema> {
 
 /// `ovsdb-client dump -f json` of `tables`, decoded with the pinned schema.
 pub fn dump(db: &str, tables: &[&str]) -> BTreeMap<String, BTreeMap<Uuid, Row>> {
+    // One table per `ovsdb-client dump` call (later arguments would be its columns).
+    if tables.len() > 1 {
+        return tables.iter().flat_map(|t| dump(db, &[t])).collect();
+    }
     let schema = ovsdb::ovn_nb_schema();
     let mut cmd = Command::new("ovsdb-client");
     cmd.args([
