@@ -11,6 +11,7 @@
 //! Subscribers learn which rows changed; changes coalesce per subscriber and are never
 //! dropped.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -346,24 +347,50 @@ impl CacheView {
 #[derive(Debug)]
 struct Inconsistent(String);
 
-/// A JSON object read as a vector of pairs, in wire order, without building a map.
-struct Pairs<V>(Vec<(String, V)>);
+/// A JSON object read as a vector of pairs, in wire order, without building a map; keys
+/// are borrowed from the message unless they contain escapes.
+struct Pairs<'de, V>(Vec<(Cow<'de, str>, V)>);
 
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for Pairs<V> {
+/// A key borrowed from the input where possible.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V2<V>(std::marker::PhantomData<V>);
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
-            type Value = Pairs<V>;
+        struct KV<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for KV<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KV(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a, V: Deserialize<'de>> Deserialize<'de> for Pairs<'a, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<'a, V>(std::marker::PhantomData<(&'a (), V)>);
+        impl<'de: 'a, 'a, V: Deserialize<'de>> Visitor<'de> for V2<'a, V> {
+            type Value = Pairs<'a, V>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Pairs<V>, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Pairs<'a, V>, E> {
                 Ok(Pairs(Vec::new()))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs<V>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs<'a, V>, A::Error> {
                 let mut v = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(kv) = map.next_entry::<String, V>()? {
-                    v.push(kv);
+                while let Some((Key(k), val)) = map.next_entry::<Key<'a>, V>()? {
+                    v.push((k, val));
                 }
                 Ok(Pairs(v))
             }
@@ -373,23 +400,26 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Pairs<V> {
 }
 
 /// `<table-updates2>`: table → uuid → row-update2.
-type TableUpdates2 = Pairs<Pairs<RowUpdate2>>;
+type TableUpdates2<'de> = Pairs<'de, Pairs<'de, RowUpdate2<'de>>>;
 /// `<table-updates>` (RFC 7047 `update`): table → uuid → {old, new}.
-type TableUpdates1 = Pairs<Pairs<RowUpdate1>>;
+type TableUpdates1<'de> = Pairs<'de, Pairs<'de, RowUpdate1<'de>>>;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum RowUpdate2 {
-    Initial(Pairs<Datum>),
-    Insert(Pairs<Datum>),
-    Modify(Pairs<Datum>),
+enum RowUpdate2<'a> {
+    #[serde(borrow)]
+    Initial(Pairs<'a, Datum>),
+    #[serde(borrow)]
+    Insert(Pairs<'a, Datum>),
+    #[serde(borrow)]
+    Modify(Pairs<'a, Datum>),
     Delete,
 }
 
 #[derive(Deserialize)]
-struct RowUpdate1 {
-    #[serde(default)]
-    new: Option<Pairs<Datum>>,
+struct RowUpdate1<'a> {
+    #[serde(borrow, default)]
+    new: Option<Pairs<'a, Datum>>,
 }
 
 fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, Inconsistent> {
@@ -594,7 +624,7 @@ impl Cache {
         self.flag_resync();
     }
 
-    fn new_row(layout: &Arc<Layout>, uuid: Uuid, wire: Pairs<Datum>) -> CacheRow {
+    fn new_row(layout: &Arc<Layout>, uuid: Uuid, wire: Pairs<'_, Datum>) -> CacheRow {
         let mut values = layout.defaults.clone();
         for (c, d) in wire.0 {
             Self::set_value(layout, &mut values, &c, d, false);
@@ -631,7 +661,7 @@ impl Cache {
         mut changes: Option<&mut Changes>,
     ) -> Result<(), Inconsistent> {
         for (table, rows) in updates.0 {
-            let Some(layout) = self.layouts.get(&table) else {
+            let Some(layout) = self.layouts.get(table.as_ref()) else {
                 continue;
             };
             for (u, ru) in rows.0 {
@@ -664,7 +694,7 @@ impl Cache {
                     }
                 }
                 if let Some(c) = changes.as_deref_mut() {
-                    c.rows.insert((table.clone(), uuid));
+                    c.rows.insert((table.to_string(), uuid));
                 }
             }
         }
@@ -679,7 +709,7 @@ impl Cache {
         mut changes: Option<&mut Changes>,
     ) -> Result<(), Inconsistent> {
         for (table, rows) in updates.0 {
-            let Some(layout) = self.layouts.get(&table) else {
+            let Some(layout) = self.layouts.get(table.as_ref()) else {
                 continue;
             };
             for (u, ru) in rows.0 {
@@ -706,7 +736,7 @@ impl Cache {
                     }
                 }
                 if let Some(c) = changes.as_deref_mut() {
-                    c.rows.insert((table.clone(), uuid));
+                    c.rows.insert((table.to_string(), uuid));
                 }
             }
         }

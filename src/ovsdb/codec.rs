@@ -117,6 +117,17 @@ impl Framer {
                     self.escape = true;
                 } else if b == b'"' {
                     self.in_string = false;
+                } else {
+                    // Jump to the next quote or backslash: string bodies are most of
+                    // the bytes, and need no look at each byte.
+                    match memchr::memchr2(b'"', b'\\', &buf[i..end]) {
+                        Some(k) => i += k,
+                        None => i = end,
+                    }
+                    if i - self.start > self.max {
+                        return Err(CodecError::TooLarge { limit: self.max });
+                    }
+                    continue;
                 }
             } else {
                 match b {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install what ovnlb's build, tests, demo and benchmarks need (Debian). Idempotent: does
+# nothing when everything is already there.
+#   OVS/OVN: ovsdb-server/tool/client, ovn-northd, ovn-nbctl, ovn-trace, ovn-controller,
+#            ovs-vswitchd (data plane), the OVN NB schema
+#   tests:   openssl (test certificates), setpriv (util-linux), iproute2, ethtool
+#   peers:   lxd-client (lxc compatibility), python3-openvswitch, python3-ovsdbapp
+set -euo pipefail
+PKGS=(ovn-central ovn-host openvswitch-switch openvswitch-common ethtool iproute2 openssl
+      util-linux lxd-client python3-openvswitch python3-ovsdbapp)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "installing: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "cargo (Rust toolchain) is required" >&2; exit 1; }
