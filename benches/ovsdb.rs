@@ -318,7 +318,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let runs = 3;
+    let runs = 5;
     eprintln!("benchmark: {n} load balancers, {runs} runs of the fast cases");
 
     let bytes = {

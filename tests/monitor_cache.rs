@@ -258,3 +258,79 @@ async fn standalone_reconnect_rebuilds_the_cache() {
     );
     assert_eq!(non_empty(cache.dump()), non_empty(srv.dump(&[])));
 }
+
+#[tokio::test]
+async fn monitor_cancel_stops_updates() {
+    init_tracing();
+    let srv = OvsdbServer::start();
+    let c = srv.client().await;
+    let req: ovnlb::ovsdb::MonitorRequests = [(
+        "Load_Balancer".to_owned(),
+        ovnlb::ovsdb::MonitorSelect::default(),
+    )]
+    .into();
+    let cache = ovnlb::ovsdb::Cache::new(nb_schema(), req.clone(), vec![]);
+    c.monitor("OVN_Northbound", &json!("m1"), &req, None, cache.clone())
+        .await
+        .unwrap();
+    srv.nbctl(&["lb-add", "a", "192.0.2.1:80", "10.0.0.1:80"]);
+    eventually(10, "first lb cached", || {
+        (cache.rows("Load_Balancer").len() == 1).then_some(())
+    })
+    .await;
+    c.monitor_cancel(&json!("m1")).await.unwrap();
+    srv.nbctl(&["lb-add", "b", "192.0.2.2:80", "10.0.0.2:80"]);
+    c.echo().await.unwrap();
+    assert_eq!(
+        cache.rows("Load_Balancer").len(),
+        1,
+        "no update after monitor_cancel"
+    );
+    // Cancelling an unknown monitor is a server error, not a crash.
+    assert!(c
+        .monitor_cancel(&json!("nope"))
+        .await
+        .unwrap_err()
+        .as_server_error()
+        .is_some());
+}
+
+#[tokio::test]
+async fn database_removed_and_restored_the_session_recovers() {
+    init_tracing();
+    let srv = OvsdbServer::start();
+    srv.nbctl(&["lb-add", "before", "192.0.2.1:80", "10.0.0.1:80"]);
+    let session = srv.session();
+    let cache = session.cache().clone();
+    cache.wait_ready().await;
+    let ctl = srv.dir.path().join("nb.ctl");
+    let appctl = |args: &[&str]| {
+        let out = std::process::Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(&ctl)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // db-change-aware: the server cancels our monitor; the session notices and retries.
+    appctl(&["ovsdb-server/remove-db", "OVN_Northbound"]);
+    eventually(20, "session sees the database gone", || {
+        (!session.is_connected()).then_some(())
+    })
+    .await;
+    appctl(&[
+        "ovsdb-server/add-db",
+        srv.dir.path().join("nb.db").to_str().unwrap(),
+    ]);
+    srv.nbctl(&["lb-add", "after", "192.0.2.2:80", "10.0.0.2:80"]);
+    eventually(30, "cache has both", || {
+        (cache.rows("Load_Balancer").len() == 2).then_some(())
+    })
+    .await;
+    assert!(session.is_connected());
+}

@@ -405,6 +405,9 @@ async fn serve_connected(
         Err(e) => return Err(e),
     };
 
+    // Removing or converting the database then cancels our monitor (`monitor_canceled`)
+    // instead of dropping the whole session.
+    client.set_db_change_aware(true).await?;
     let cache = &shared.cache;
     cache.clear_resync();
     let last = cache.last_txn_id();
