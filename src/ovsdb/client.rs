@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -12,7 +13,7 @@ use super::config::{ConnectConfig, Remote};
 use super::connection::{
     AsyncStream, Command, Connection, Hook, MonitorHandler, MonitorMethod, Notification,
 };
-use super::error::{Error, Result, ServerError, TxnError};
+use super::error::{Error, Result, TxnError};
 use super::schema::DatabaseSchema;
 use super::transport;
 use super::txn::{Transaction, TxnReply};
@@ -120,7 +121,7 @@ impl Client {
         &self.inner.peer
     }
 
-    async fn call_hook(&self, method: &str, params: Vec<u8>, hook: Hook) -> Result<Value> {
+    async fn call_hook(&self, method: &str, params: Vec<u8>, hook: Hook) -> Result<Box<RawValue>> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
         self.inner
@@ -151,7 +152,9 @@ impl Client {
     /// # Errors
     /// [`Error::Server`] for an error reply; [`Error::Closed`], [`Error::Timeout`].
     pub async fn call(&self, method: &str, params: Value) -> Result<Value> {
-        self.call_hook(method, encode(&params), Hook::None).await
+        let raw = self.call_hook(method, encode(&params), Hook::None).await?;
+        serde_json::from_str(raw.get())
+            .map_err(|e| Error::Protocol(format!("reply to {method}: {e}")))
     }
 
     /// `list_dbs`.
@@ -203,21 +206,13 @@ impl Client {
             }
             Err(e) => return Err(e),
         };
-        let Value::Array(results) = v else {
-            return Err(Error::Protocol(format!(
-                "transact reply is not an array: {v}"
-            )));
-        };
-        for (i, r) in results.iter().enumerate() {
-            if let Some(e) = r.get("error").filter(|e| !e.is_null()) {
-                let se = ServerError {
-                    error: e.as_str().unwrap_or("unknown error").to_owned(),
-                    details: r.get("details").and_then(Value::as_str).map(Into::into),
-                };
-                return Err(TxnError::new((i < n_ops).then_some(i), se).into());
-            }
+        // One pass over the reply: each result located as a slice, checked for an
+        // error without building anything; the rest is decoded on demand by TxnReply.
+        let reply = TxnReply::parse(v).map_err(Error::Protocol)?;
+        if let Some((i, se)) = reply.first_error() {
+            return Err(TxnError::new((i < n_ops).then_some(i), se).into());
         }
-        Ok(TxnReply::new(results))
+        Ok(reply)
     }
 
     /// Start a monitor, falling back from `monitor_cond_since` to `monitor_cond` and

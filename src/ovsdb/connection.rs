@@ -94,7 +94,7 @@ pub(crate) enum Command {
         method: String,
         /// Already encoded JSON (the caller's task pays for serialisation).
         params: Vec<u8>,
-        reply: oneshot::Sender<Result<Value>>,
+        reply: oneshot::Sender<Result<Box<RawValue>>>,
         hook: Hook,
     },
     /// The caller gave up waiting (timeout): forget the pending entry.
@@ -106,7 +106,7 @@ pub(crate) enum Command {
 
 struct Pending {
     method: String,
-    reply: oneshot::Sender<Result<Value>>,
+    reply: oneshot::Sender<Result<Box<RawValue>>>,
     hook: Hook,
 }
 
@@ -342,6 +342,7 @@ impl Connection {
                     trace!(peer = %self.peer, id = n, "reply to a cancelled request");
                     return Ok(());
                 };
+                trace!(peer = %self.peer, id = n, method = %p.method, len = frame.len(), "reply");
                 let res = if env.error.is_null() {
                     match &p.hook {
                         Hook::Monitor {
@@ -349,14 +350,14 @@ impl Connection {
                         } => {
                             let null = RawValue::NULL;
                             handler.on_reply(*method, env.result.unwrap_or(null));
-                            Ok(Value::Null)
+                            Ok(RawValue::NULL.to_owned())
                         }
                         Hook::Unmonitor { key } => {
                             self.monitors.remove(key);
-                            Ok(Value::Null)
+                            Ok(RawValue::NULL.to_owned())
                         }
-                        Hook::None => serde_json::from_str(&raw_or_null(env.result))
-                            .map_err(|e| Error::Protocol(format!("reply to {}: {e}", p.method))),
+                        // Undecoded: the caller decodes only what it needs.
+                        Hook::None => Ok(env.result.unwrap_or(RawValue::NULL).to_owned()),
                     }
                 } else {
                     if let Hook::Monitor { key, .. } = &p.hook {

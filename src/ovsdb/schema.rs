@@ -188,6 +188,8 @@ impl BaseType {
                 }
             }
             (AtomicType::Boolean, Atom::Boolean(_)) => {}
+            (AtomicType::String, Atom::String(_))
+                if self.min_length.is_none() && self.max_length.is_none() => {}
             (AtomicType::String, Atom::String(s)) => {
                 let n = s.chars().count() as u64;
                 if self.min_length.is_some_and(|m| n < m) || self.max_length.is_some_and(|m| n > m)

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::ser::{SerializeTuple, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::datum::{Atom, Datum};
-use super::error::Error;
+use super::error::{Error, ServerError};
 use super::schema::{AtomicType, DatabaseSchema, SchemaError, TableSchema};
 
 /// A row's columns.
@@ -604,31 +605,108 @@ impl Transaction {
     }
 }
 
-/// The per-operation results of a committed transaction.
+/// The per-operation results of a committed transaction, kept as the server's text and
+/// decoded on demand (a 10,000-insert reply is never built into a JSON tree).
 #[derive(Debug, Clone)]
 pub struct TxnReply {
-    results: Vec<Value>,
+    /// The whole `result` array as received.
+    raw: Box<RawValue>,
+    /// Byte range of each result within `raw`.
+    spans: Vec<(usize, usize)>,
+}
+
+/// The fields of one result that tell an error.
+#[derive(Deserialize)]
+struct ErrorFields {
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    details: Option<Value>,
 }
 
 impl TxnReply {
-    pub(crate) fn new(results: Vec<Value>) -> TxnReply {
-        TxnReply { results }
+    /// Locate each result in a `transact` reply.
+    pub(crate) fn parse(raw: Box<RawValue>) -> Result<TxnReply, String> {
+        let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+            .map_err(|e| format!("transact reply is not an array: {e}"))?;
+        let base = raw.get().as_ptr() as usize;
+        let spans = items
+            .iter()
+            .map(|r| (r.get().as_ptr() as usize - base, r.get().len()))
+            .collect();
+        Ok(TxnReply { raw, spans })
     }
 
-    /// Raw results.
-    pub fn results(&self) -> &[Value] {
-        &self.results
+    /// The first result carrying an error (a per-operation error, or the commit error
+    /// after the last operation), with its index.
+    pub(crate) fn first_error(&self) -> Option<(usize, ServerError)> {
+        (0..self.spans.len()).find_map(|i| {
+            let text = self.text(i)?;
+            // `null` (operations after a failed one) and non-objects carry no error.
+            if !text.starts_with('{') {
+                return None;
+            }
+            let f: ErrorFields = serde_json::from_str(text).ok()?;
+            let error = f.error.filter(|e| !e.is_null())?;
+            Some((
+                i,
+                ServerError {
+                    error: error
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| error.to_string()),
+                    details: f.details.and_then(|d| d.as_str().map(str::to_owned)),
+                },
+            ))
+        })
+    }
+
+    fn text(&self, op: usize) -> Option<&str> {
+        let (start, len) = *self.spans.get(op)?;
+        self.raw.get().get(start..start + len)
+    }
+
+    /// Number of results.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// One result, decoded.
+    pub fn result(&self, op: usize) -> Option<Value> {
+        serde_json::from_str(self.text(op)?).ok()
+    }
+
+    /// All results, decoded.
+    pub fn results(&self) -> Vec<Value> {
+        (0..self.len()).filter_map(|i| self.result(i)).collect()
     }
 
     /// The UUID an `insert` at `op` created.
     pub fn uuid(&self, op: usize) -> Option<Uuid> {
-        let u = self.results.get(op)?.get("uuid")?;
-        Atom::from_json(u).ok()?.as_uuid()
+        #[derive(Deserialize)]
+        struct Insert {
+            uuid: Atom,
+        }
+        serde_json::from_str::<Insert>(self.text(op)?)
+            .ok()?
+            .uuid
+            .as_uuid()
     }
 
     /// The row count of an `update`, `mutate` or `delete` at `op`.
     pub fn count(&self, op: usize) -> Option<u64> {
-        self.results.get(op)?.get("count")?.as_u64()
+        #[derive(Deserialize)]
+        struct Count {
+            count: u64,
+        }
+        serde_json::from_str::<Count>(self.text(op)?)
+            .ok()
+            .map(|c| c.count)
     }
 
     /// The rows of a `select` at `op`, decoded with the table's schema.
@@ -636,15 +714,12 @@ impl TxnReply {
     /// # Errors
     /// A [`SchemaError`] for a column that does not decode.
     pub fn rows(&self, op: usize, table: &TableSchema) -> Result<Vec<Row>, SchemaError> {
-        let Some(rows) = self
-            .results
-            .get(op)
-            .and_then(|r| r.get("rows"))
-            .and_then(Value::as_array)
-        else {
+        let Some(rows) = self.result(op).and_then(|r| r.get("rows").cloned()) else {
             return Ok(vec![]);
         };
-        rows.iter()
+        rows.as_array()
+            .into_iter()
+            .flatten()
             .map(|r| {
                 r.as_object()
                     .map(|o| {
