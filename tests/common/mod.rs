@@ -25,6 +25,15 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Where servers keep their files: `OVNLB_TEST_TMPDIR`, else /tmp (short paths: unix
+/// socket paths must stay under 107 bytes). The benchmark uses tmpfs so disk I/O does not
+/// add noise to the server's commit times.
+pub fn tmp_base() -> PathBuf {
+    std::env::var_os("OVNLB_TEST_TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
 /// Poll `f` until it returns `Some`, or panic after `secs` seconds.
 pub async fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -225,7 +234,7 @@ impl OvsdbServer {
     fn start_with(tls: bool) -> OvsdbServer {
         let dir = tempfile::Builder::new()
             .prefix("ovsdb")
-            .tempdir_in("/tmp")
+            .tempdir_in(tmp_base())
             .unwrap();
         let p = dir.path();
         run(Command::new("ovsdb-tool")
@@ -458,7 +467,7 @@ impl Cluster {
     fn try_start() -> Option<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("ovsdb-cluster")
-            .tempdir_in("/tmp")
+            .tempdir_in(tmp_base())
             .unwrap();
         let p = dir.path();
         let mut members = Vec::new();
