@@ -212,20 +212,21 @@ fn lb_monitor() -> MonitorRequests {
     ])
 }
 
+/// A cache of the load balancers and routers, loaded through `client`.
+async fn load_cache(client: &ovsdb::Client) -> Arc<Cache> {
+    let cache = Cache::new(Arc::new(ovsdb::ovn_nb_schema()), lb_monitor(), vec![]);
+    let id = serde_json::json!("m");
+    client
+        .monitor("OVN_Northbound", &id, &lb_monitor(), None, cache.clone())
+        .await
+        .unwrap();
+    cache
+}
+
 async fn cache_load(srv: &OvsdbServer, n: usize) -> f64 {
     let t0 = Instant::now();
     let client = common::connect(&srv.unix(), &ConnectConfig::default()).await;
-    let cache = Cache::new(Arc::new(ovsdb::ovn_nb_schema()), lb_monitor(), vec![]);
-    client
-        .monitor(
-            "OVN_Northbound",
-            &serde_json::json!("m"),
-            &lb_monitor(),
-            None,
-            cache.clone(),
-        )
-        .await
-        .unwrap();
+    let cache = load_cache(&client).await;
     let el = ms(t0.elapsed());
     assert_eq!(cache.rows("Load_Balancer").len(), n);
     el
@@ -268,17 +269,7 @@ async fn rss_child(sock: &str) {
         .await
         .unwrap();
     tokio::spawn(conn.run());
-    let cache = Cache::new(Arc::new(ovsdb::ovn_nb_schema()), lb_monitor(), vec![]);
-    client
-        .monitor(
-            "OVN_Northbound",
-            &serde_json::json!("m"),
-            &lb_monitor(),
-            None,
-            cache.clone(),
-        )
-        .await
-        .unwrap();
+    let cache = load_cache(&client).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     println!(
         "{} {} {}",

@@ -653,46 +653,22 @@ impl Cache {
         }
     }
 
-    /// Apply `<table-updates2>` to `view`; `changes` collects touched rows (deltas only).
-    fn apply2(
+    /// Walk `<table-updates>` of either version: each row update of a monitored table,
+    /// with its table's layout; `changes` collects touched rows (deltas only).
+    fn each_row<U>(
         &self,
-        view: &mut CacheView,
-        updates: TableUpdates2,
+        updates: Pairs<'_, Pairs<'_, U>>,
         mut changes: Option<&mut Changes>,
+        mut apply: impl FnMut(&Arc<Layout>, &str, Uuid, U) -> Result<(), Inconsistent>,
     ) -> Result<(), Inconsistent> {
         for (table, rows) in updates.0 {
             let Some(layout) = self.layouts.get(table.as_ref()) else {
                 continue;
             };
-            for (u, ru) in rows.0 {
+            for (u, update) in rows.0 {
                 let uuid =
                     Uuid::parse_str(&u).map_err(|e| Inconsistent(format!("row uuid {u}: {e}")))?;
-                match ru {
-                    RowUpdate2::Initial(w) | RowUpdate2::Insert(w) => {
-                        if view.get(&table, &uuid).is_some() {
-                            return Err(Inconsistent(format!(
-                                "insert of {table} {u}, which we already have"
-                            )));
-                        }
-                        view.put(&table, Arc::new(Self::new_row(layout, uuid, w)));
-                    }
-                    RowUpdate2::Modify(w) => {
-                        let Some(mut row) = view.remove(&table, &uuid) else {
-                            return Err(Inconsistent(format!("modify of unknown {table} {u}")));
-                        };
-                        // Copy-on-write: cloned only if a reader still holds the row.
-                        let r = Arc::make_mut(&mut row);
-                        for (c, d) in w.0 {
-                            Self::set_value(layout, &mut r.values, &c, d, true);
-                        }
-                        view.put(&table, row);
-                    }
-                    RowUpdate2::Delete => {
-                        if view.remove(&table, &uuid).is_none() {
-                            return Err(Inconsistent(format!("delete of unknown {table} {u}")));
-                        }
-                    }
-                }
+                apply(layout, &table, uuid, update)?;
                 if let Some(c) = changes.as_deref_mut() {
                     c.rows.insert((table.to_string(), uuid));
                 }
@@ -701,46 +677,74 @@ impl Cache {
         Ok(())
     }
 
-    /// Apply RFC 7047 `<table-updates>`.
+    /// Apply `<table-updates2>` (update2/update3 and `monitor_cond*` replies).
+    fn apply2(
+        &self,
+        view: &mut CacheView,
+        updates: TableUpdates2<'_>,
+        changes: Option<&mut Changes>,
+    ) -> Result<(), Inconsistent> {
+        self.each_row(updates, changes, |layout, table, uuid, update| {
+            match update {
+                RowUpdate2::Initial(w) | RowUpdate2::Insert(w) => {
+                    if view.get(table, &uuid).is_some() {
+                        return Err(Inconsistent(format!(
+                            "insert of {table} {uuid}, which we already have"
+                        )));
+                    }
+                    view.put(table, Arc::new(Self::new_row(layout, uuid, w)));
+                }
+                RowUpdate2::Modify(w) => {
+                    let Some(mut row) = view.remove(table, &uuid) else {
+                        return Err(Inconsistent(format!("modify of unknown {table} {uuid}")));
+                    };
+                    // Copy-on-write: cloned only if a reader still holds the row.
+                    let r = Arc::make_mut(&mut row);
+                    for (c, d) in w.0 {
+                        Self::set_value(layout, &mut r.values, &c, d, true);
+                    }
+                    view.put(table, row);
+                }
+                RowUpdate2::Delete => {
+                    if view.remove(table, &uuid).is_none() {
+                        return Err(Inconsistent(format!("delete of unknown {table} {uuid}")));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Apply RFC 7047 `<table-updates>` (`update` and `monitor` replies).
     fn apply1(
         &self,
         view: &mut CacheView,
-        updates: TableUpdates1,
-        mut changes: Option<&mut Changes>,
+        updates: TableUpdates1<'_>,
+        changes: Option<&mut Changes>,
     ) -> Result<(), Inconsistent> {
-        for (table, rows) in updates.0 {
-            let Some(layout) = self.layouts.get(table.as_ref()) else {
-                continue;
-            };
-            for (u, ru) in rows.0 {
-                let uuid =
-                    Uuid::parse_str(&u).map_err(|e| Inconsistent(format!("row uuid {u}: {e}")))?;
-                match ru.new {
-                    Some(new) => {
-                        let row = match view.remove(&table, &uuid) {
-                            Some(mut old) => {
-                                let r = Arc::make_mut(&mut old);
-                                for (c, d) in new.0 {
-                                    Self::set_value(layout, &mut r.values, &c, d, false);
-                                }
-                                old
+        self.each_row(updates, changes, |layout, table, uuid, update| {
+            match update.new {
+                Some(new) => {
+                    let row = match view.remove(table, &uuid) {
+                        Some(mut old) => {
+                            let r = Arc::make_mut(&mut old);
+                            for (c, d) in new.0 {
+                                Self::set_value(layout, &mut r.values, &c, d, false);
                             }
-                            None => Arc::new(Self::new_row(layout, uuid, new)),
-                        };
-                        view.put(&table, row);
-                    }
-                    None => {
-                        if view.remove(&table, &uuid).is_none() {
-                            return Err(Inconsistent(format!("delete of unknown {table} {u}")));
+                            old
                         }
-                    }
+                        None => Arc::new(Self::new_row(layout, uuid, new)),
+                    };
+                    view.put(table, row);
                 }
-                if let Some(c) = changes.as_deref_mut() {
-                    c.rows.insert((table.to_string(), uuid));
+                None => {
+                    if view.remove(table, &uuid).is_none() {
+                        return Err(Inconsistent(format!("delete of unknown {table} {uuid}")));
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn fresh_view(&self) -> CacheView {
