@@ -336,27 +336,45 @@ fn server_row(cache: &Cache, db: &str) -> Option<ServerRow> {
 
 /// Whether the server may be used; `Err` says why not.
 fn usable(shared: &Shared, row: &Option<ServerRow>) -> std::result::Result<(), String> {
+    let max = shared.max_index.load(Ordering::SeqCst);
+    let seen = check_server(
+        row.as_ref(),
+        &shared.cfg.database,
+        shared.cfg.leader_only,
+        max,
+    )?;
+    shared.max_index.fetch_max(seen, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Whether a server may be used, given its `_Server.Database` row and the highest Raft
+/// index seen so far; `Ok` carries the index to remember.
+fn check_server(
+    row: Option<&ServerRow>,
+    db: &str,
+    leader_only: bool,
+    max_seen: i64,
+) -> std::result::Result<i64, String> {
     let Some(row) = row else {
-        return Err(format!("server does not serve {}", shared.cfg.database));
+        return Err(format!("server does not serve {db}"));
     };
     if row.model != "clustered" {
-        return Ok(());
+        return Ok(max_seen);
     }
     if !row.connected {
         return Err("cluster member is not connected to the cluster".into());
     }
-    if shared.cfg.leader_only && !row.leader {
+    if leader_only && !row.leader {
         return Err("not the cluster leader".into());
     }
-    let max = shared.max_index.load(Ordering::SeqCst);
-    if row.index < max {
+    // A member that lags behind what we have already seen would show us the past.
+    if row.index < max_seen {
         return Err(format!(
-            "stale cluster member (index {} < {max} seen)",
+            "stale cluster member (index {} < {max_seen} seen)",
             row.index
         ));
     }
-    shared.max_index.fetch_max(row.index, Ordering::SeqCst);
-    Ok(())
+    Ok(row.index)
 }
 
 async fn serve(shared: &Arc<Shared>, remote: &Remote) -> Result<()> {
@@ -456,5 +474,51 @@ async fn serve_connected(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, connected: bool, leader: bool, index: i64) -> ServerRow {
+        ServerRow {
+            model: model.into(),
+            connected,
+            leader,
+            index,
+        }
+    }
+
+    #[test]
+    fn server_checks() {
+        let db = "OVN_Northbound";
+        assert!(check_server(None, db, true, 0)
+            .unwrap_err()
+            .contains("does not serve"));
+        assert_eq!(
+            check_server(Some(&row("standalone", true, true, 0)), db, true, 7),
+            Ok(7)
+        );
+        assert_eq!(
+            check_server(Some(&row("clustered", true, true, 10)), db, true, 7),
+            Ok(10)
+        );
+        assert!(
+            check_server(Some(&row("clustered", true, false, 10)), db, true, 7)
+                .unwrap_err()
+                .contains("leader")
+        );
+        assert_eq!(
+            check_server(Some(&row("clustered", true, false, 10)), db, false, 7),
+            Ok(10)
+        );
+        assert!(
+            check_server(Some(&row("clustered", false, true, 10)), db, true, 7)
+                .unwrap_err()
+                .contains("not connected")
+        );
+        let e = check_server(Some(&row("clustered", true, false, 5)), db, false, 7).unwrap_err();
+        assert!(e.contains("stale"), "{e}");
     }
 }
