@@ -7,10 +7,13 @@
 //!   clustered leader-only). Knows nothing of OVN.
 //! - [`nb`]: typed rows of the OVN Northbound tables ovnlb touches, checked against the
 //!   pinned schema in `ovsdb-schema/`.
+//! - [`lb`]: load balancers and forwards: the LXD API model, validation, the desired
+//!   state file, and rendering into NB rows. Pure, no I/O.
 //!
 //! Binaries live in `src/bin/`.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod lb;
 pub mod nb;
 pub mod ovsdb;

@@ -1,0 +1,8 @@
+//! Load balancers and forwards: the API model, validation, and rendering into OVN
+//! Northbound rows. Pure: no I/O.
+
+pub mod model;
+pub mod ports;
+pub mod render;
+pub mod state;
+pub mod validate;
