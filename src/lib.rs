@@ -9,6 +9,8 @@
 //!   pinned schema in `ovsdb-schema/`.
 //! - [`lb`]: load balancers and forwards: the LXD API model, validation, the desired
 //!   state file, and rendering into NB rows. Pure, no I/O.
+//! - [`reconcile`]: plans desired rows against the live NB cache and applies them in
+//!   guarded transactions.
 //!
 //! Binaries live in `src/bin/`.
 
@@ -17,3 +19,4 @@
 pub mod lb;
 pub mod nb;
 pub mod ovsdb;
+pub mod reconcile;

@@ -1,0 +1,189 @@
+//! `ovnlb`: the command line. For now `ovnlb reconcile`, one ad-hoc pass from a
+//! desired-state file into OVN Northbound, without a daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ovnlb::lb::state::DesiredState;
+use ovnlb::ovsdb::{self, Session, SessionConfig, TlsFiles};
+use ovnlb::reconcile::{reconcile_pass, PassOptions, ReconcileError};
+
+#[derive(Parser)]
+#[command(
+    name = "ovnlb",
+    version,
+    about = "Network load balancers and forwards for OVN"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One reconcile pass from a desired-state file into NB, then exit: 0 when NB
+    /// matches the desired state afterwards.
+    Reconcile {
+        /// NB remotes, as ovn-nbctl takes them (tcp:IP:PORT,ssl:IP:PORT,unix:PATH).
+        #[arg(long, env = "OVNLB_NB")]
+        nb: String,
+        /// CA certificate for ssl: remotes.
+        #[arg(long)]
+        nb_ca: Option<PathBuf>,
+        /// Client certificate for ssl: remotes.
+        #[arg(long)]
+        nb_cert: Option<PathBuf>,
+        /// Client private key for ssl: remotes.
+        #[arg(long)]
+        nb_key: Option<PathBuf>,
+        /// The desired state (YAML: networks with load_balancers and forwards).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Print the plan, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Owner id written to, and required in, external_ids:ovnlb:owner.
+        #[arg(long, default_value = "ovnlb")]
+        owner: String,
+        /// Also delete this owner's rows of networks absent from the file.
+        #[arg(long)]
+        prune: bool,
+        /// Give up after this many seconds without a usable NB server.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Reconcile {
+            nb,
+            nb_ca,
+            nb_cert,
+            nb_key,
+            file,
+            dry_run,
+            format,
+            owner,
+            prune,
+            timeout,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let state = DesiredState::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let remotes = ovsdb::parse_remotes(&nb)?;
+            let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
+            cfg.monitor = ovnlb::nb::monitor_requests();
+            cfg.connect.request_timeout = Duration::from_secs(timeout);
+            if let Some(ca) = nb_ca {
+                cfg.connect.tls = Some(TlsFiles {
+                    ca,
+                    cert: nb_cert,
+                    key: nb_key,
+                });
+            }
+            let session = Session::start(cfg)?;
+            let ready =
+                tokio::time::timeout(Duration::from_secs(timeout), session.cache().wait_ready())
+                    .await;
+            if ready.is_err() {
+                anyhow::bail!("no usable NB server at {nb} within {timeout} s");
+            }
+            let opts = PassOptions {
+                owner,
+                dry_run,
+                prune,
+                ..Default::default()
+            };
+            let report = match reconcile_pass(&session, &state, &opts).await {
+                Ok(r) => r,
+                Err(ReconcileError::Invalid(errors)) => {
+                    if matches!(format, Format::Json) {
+                        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                        println!("{}", serde_json::json!({"errors": list, "applied": false}));
+                    }
+                    eprintln!("Error: invalid desired state, nothing applied:");
+                    for e in &errors {
+                        eprintln!("  {e}");
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            session.shutdown();
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text => {
+                    let verb = if dry_run { "plan" } else { "applied" };
+                    if report.plans.is_empty() {
+                        println!("{verb}: nothing to do");
+                    }
+                    for p in &report.plans {
+                        println!(
+                            "{verb} for network {} ({} operation(s)):",
+                            p.network,
+                            p.ops.len()
+                        );
+                        for op in &p.ops {
+                            println!("  {op}");
+                        }
+                    }
+                    for e in &report.errors {
+                        eprintln!("Error: {e}");
+                    }
+                }
+            }
+            if dry_run || report.converged {
+                Ok(if report.errors.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            } else {
+                eprintln!("Error: NB does not match the desired state after the pass");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}

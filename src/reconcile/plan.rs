@@ -1,0 +1,440 @@
+//! Plan: desired rows against the LIVE cache (never a last-applied map), as the minimal
+//! operations. Only rows carrying our owner tag are ever updated or deleted; a row we do
+//! not own is never touched, even with the same name. Rows are updated in place (their
+//! UUIDs survive edits); duplicates of ours collapse to one; attachments to the
+//! network's router and internal switch are added where missing and removed from any
+//! other router or switch.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use ipnet::IpNet;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::lb::render::{keys, render_network, DesiredRow};
+use crate::lb::state::ResolvedNetwork;
+use crate::lb::validate::OvnNetwork;
+use crate::nb::{
+    LoadBalancer, LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort, Table,
+};
+use crate::ovsdb::{CacheRow, CacheView};
+
+/// One change to NB.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Insert a row with its deterministic UUID.
+    Create {
+        /// Row UUID.
+        uuid: Uuid,
+        /// Row name.
+        name: String,
+        /// Protocol.
+        protocol: String,
+        /// VIPs.
+        vips: BTreeMap<String, String>,
+        /// external_ids.
+        external_ids: BTreeMap<String, String>,
+    },
+    /// Update changed columns of an owned row in place.
+    Update {
+        /// Row UUID.
+        uuid: Uuid,
+        /// Row name (as it will be).
+        name: String,
+        /// Changed columns: old and new values, as text.
+        changes: BTreeMap<String, (String, String)>,
+        /// The new row (all managed columns).
+        #[serde(skip)]
+        row: DesiredRow,
+        /// The columns as read (for the `wait` guard).
+        #[serde(skip)]
+        observed: LoadBalancer,
+    },
+    /// Delete an owned row (weak references detach it everywhere).
+    Delete {
+        /// Row UUID.
+        uuid: Uuid,
+        /// Row name.
+        name: String,
+        /// The columns as read (for the `wait` guard).
+        #[serde(skip)]
+        observed: LoadBalancer,
+    },
+    /// Add a row to a router's or switch's `load_balancer` set.
+    Attach {
+        /// `Logical_Router` or `Logical_Switch`.
+        table: String,
+        /// Its UUID.
+        target: Uuid,
+        /// Its name.
+        target_name: String,
+        /// The load balancer row.
+        lb: Uuid,
+        /// Its name.
+        lb_name: String,
+    },
+    /// Remove one of our rows from a router or switch it should not be on.
+    Detach {
+        /// `Logical_Router` or `Logical_Switch`.
+        table: String,
+        /// Its UUID.
+        target: Uuid,
+        /// Its name.
+        target_name: String,
+        /// The load balancer row.
+        lb: Uuid,
+        /// Its name.
+        lb_name: String,
+    },
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Create {
+                uuid,
+                name,
+                protocol,
+                vips,
+                ..
+            } => {
+                write!(
+                    f,
+                    "create Load_Balancer {name} ({uuid}) protocol={protocol} vips={vips:?}"
+                )
+            }
+            Op::Update {
+                uuid,
+                name,
+                changes,
+                ..
+            } => {
+                write!(f, "update Load_Balancer {name} ({uuid}):")?;
+                for (c, (old, new)) in changes {
+                    write!(f, " {c}: {old} -> {new};")?;
+                }
+                Ok(())
+            }
+            Op::Delete { uuid, name, .. } => write!(f, "delete Load_Balancer {name} ({uuid})"),
+            Op::Attach {
+                table,
+                target_name,
+                lb_name,
+                ..
+            } => write!(f, "attach {lb_name} to {table} {target_name}"),
+            Op::Detach {
+                table,
+                target_name,
+                lb_name,
+                ..
+            } => write!(f, "detach {lb_name} from {table} {target_name}"),
+        }
+    }
+}
+
+/// The plan for one network.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The ovnlb network.
+    pub network: String,
+    /// The router the rows attach to.
+    #[serde(skip)]
+    pub router: Option<(Uuid, String)>,
+    /// The internal switch.
+    #[serde(skip)]
+    pub switch: Option<(Uuid, String)>,
+    /// Operations, in order.
+    pub ops: Vec<Op>,
+}
+
+/// Why a network cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("network {network}: {message}")]
+pub struct PlanError {
+    /// The network.
+    pub network: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The one row of `table` named `name` (names are not unique in NB: two is an error).
+fn unique_by_name(
+    view: &CacheView,
+    table: &str,
+    name: &str,
+    network: &str,
+) -> Result<std::sync::Arc<CacheRow>, PlanError> {
+    let rows = view.find_by(table, "name", name);
+    match rows.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(PlanError {
+            network: network.into(),
+            message: format!("{table} \"{name}\" not found in NB"),
+        }),
+        many => Err(PlanError {
+            network: network.into(),
+            message: format!(
+                "{} {table} rows are named \"{name}\": ambiguous, nothing done",
+                many.len()
+            ),
+        }),
+    }
+}
+
+/// The subnets of the router port peered with the network's internal switch, for an
+/// `ovn` network whose config gives none.
+///
+/// # Errors
+/// A message asking for the explicit keys when NB does not tell.
+pub fn derive_subnets(
+    view: &CacheView,
+    net: &OvnNetwork,
+) -> Result<(Option<IpNet>, Option<IpNet>), String> {
+    let ask = "give ipv4.address/ipv6.address explicitly";
+    let switch = unique_by_name(view, LogicalSwitch::NAME, &net.switch, &net.name)
+        .map_err(|e| format!("{}: {ask}", e.message))?;
+    let switch = LogicalSwitch::from_row(&switch).ok_or("bad Logical_Switch row")?;
+    let mut found = None;
+    for p in &switch.ports {
+        let Some(lsp) = view
+            .get(LogicalSwitchPort::NAME, p)
+            .and_then(|r| LogicalSwitchPort::from_row(r))
+        else {
+            continue;
+        };
+        if lsp.kind != "router" {
+            continue;
+        }
+        let Some(lrp_name) = lsp.options.get("router-port") else {
+            continue;
+        };
+        if let Some(lrp) = view
+            .find_by(LogicalRouterPort::NAME, "name", lrp_name)
+            .first()
+            .and_then(|r| LogicalRouterPort::from_row(r))
+        {
+            found = Some(lrp);
+            break;
+        }
+    }
+    let lrp = found.ok_or_else(|| {
+        format!(
+            "no router port is peered with Logical_Switch \"{}\": {ask}",
+            net.switch
+        )
+    })?;
+    let mut v4 = None;
+    let mut v6 = None;
+    for n in &lrp.networks {
+        match n.parse::<IpNet>() {
+            Ok(IpNet::V4(x)) if v4.is_none() => v4 = Some(IpNet::V4(x)),
+            Ok(IpNet::V6(x)) if v6.is_none() && !x.addr().is_unicast_link_local() => {
+                v6 = Some(IpNet::V6(x))
+            }
+            _ => {}
+        }
+    }
+    Ok((v4, v6))
+}
+
+fn owned_by(row: &LoadBalancer, owner: &str) -> bool {
+    row.external_ids.get(keys::OWNER).map(String::as_str) == Some(owner)
+}
+
+fn text<T: std::fmt::Debug>(v: &T) -> String {
+    format!("{v:?}")
+}
+
+/// What changed between an observed row and the desired one (managed columns only).
+fn diff(observed: &LoadBalancer, want: &DesiredRow) -> BTreeMap<String, (String, String)> {
+    let mut c = BTreeMap::new();
+    if observed.name != want.name {
+        c.insert("name".into(), (observed.name.clone(), want.name.clone()));
+    }
+    if observed.protocol.as_deref() != Some(want.protocol.as_str()) {
+        c.insert(
+            "protocol".into(),
+            (text(&observed.protocol), want.protocol.clone()),
+        );
+    }
+    if observed.vips != want.vips {
+        c.insert("vips".into(), (text(&observed.vips), text(&want.vips)));
+    }
+    if observed.external_ids != want.external_ids {
+        c.insert(
+            "external_ids".into(),
+            (text(&observed.external_ids), text(&want.external_ids)),
+        );
+    }
+    c
+}
+
+/// Plan one network.
+///
+/// # Errors
+/// When the router or switch is missing or ambiguous (nothing is planned then).
+pub fn plan_network(
+    owner: &str,
+    net: &ResolvedNetwork,
+    view: &CacheView,
+) -> Result<Plan, PlanError> {
+    let name = &net.net.name;
+    let router = LogicalRouter::from_row(&*unique_by_name(
+        view,
+        LogicalRouter::NAME,
+        &net.net.router,
+        name,
+    )?)
+    .ok_or_else(|| PlanError {
+        network: name.clone(),
+        message: "bad Logical_Router row".into(),
+    })?;
+    let switch = LogicalSwitch::from_row(&*unique_by_name(
+        view,
+        LogicalSwitch::NAME,
+        &net.net.switch,
+        name,
+    )?)
+    .ok_or_else(|| PlanError {
+        network: name.clone(),
+        message: "bad Logical_Switch row".into(),
+    })?;
+    let desired = render_network(owner, net);
+    let owned: Vec<LoadBalancer> = view
+        .rows(LoadBalancer::NAME)
+        .filter_map(|r| LoadBalancer::from_row(r))
+        .filter(|r| owned_by(r, owner) && r.external_ids.get(keys::NETWORK) == Some(name))
+        .collect();
+    Ok(plan_rows(
+        name,
+        &desired,
+        &owned,
+        view,
+        (&router.uuid, &router.name),
+        (&switch.uuid, &switch.name),
+    ))
+}
+
+/// Rows of ours whose network is not among `known`: what `--prune` deletes.
+pub fn plan_prune(owner: &str, known: &HashSet<&str>, view: &CacheView) -> Vec<Op> {
+    view.rows(LoadBalancer::NAME)
+        .filter_map(|r| LoadBalancer::from_row(r))
+        .filter(|r| {
+            owned_by(r, owner)
+                && !r
+                    .external_ids
+                    .get(keys::NETWORK)
+                    .is_some_and(|n| known.contains(n.as_str()))
+        })
+        .map(|r| Op::Delete {
+            uuid: r.uuid,
+            name: r.name.clone(),
+            observed: r,
+        })
+        .collect()
+}
+
+fn plan_rows(
+    network: &str,
+    desired: &[DesiredRow],
+    owned: &[LoadBalancer],
+    view: &CacheView,
+    router: (&Uuid, &str),
+    switch: (&Uuid, &str),
+) -> Plan {
+    let mut ops = Vec::new();
+    let mut claimed: HashSet<Uuid> = HashSet::new();
+    let mut final_uuids = Vec::new();
+    for want in desired {
+        // Ours by UUID; else an owned row of the same name (adopted, UUID kept).
+        let existing = owned.iter().find(|r| r.uuid == want.uuid).or_else(|| {
+            owned.iter().find(|r| {
+                r.name == want.name
+                    && !claimed.contains(&r.uuid)
+                    && !desired.iter().any(|d| d.uuid == r.uuid)
+            })
+        });
+        match existing {
+            Some(r) => {
+                claimed.insert(r.uuid);
+                let changes = diff(r, want);
+                if !changes.is_empty() {
+                    ops.push(Op::Update {
+                        uuid: r.uuid,
+                        name: want.name.clone(),
+                        changes,
+                        row: want.clone(),
+                        observed: r.clone(),
+                    });
+                }
+                final_uuids.push((r.uuid, want.name.clone()));
+            }
+            None => {
+                ops.push(Op::Create {
+                    uuid: want.uuid,
+                    name: want.name.clone(),
+                    protocol: want.protocol.clone(),
+                    vips: want.vips.clone(),
+                    external_ids: want.external_ids.clone(),
+                });
+                claimed.insert(want.uuid);
+                final_uuids.push((want.uuid, want.name.clone()));
+            }
+        }
+    }
+    for r in owned.iter().filter(|r| !claimed.contains(&r.uuid)) {
+        ops.push(Op::Delete {
+            uuid: r.uuid,
+            name: r.name.clone(),
+            observed: r.clone(),
+        });
+    }
+    // Attachments: on the network's router and switch; on no other.
+    let keep: BTreeSet<Uuid> = final_uuids.iter().map(|(u, _)| *u).collect();
+    for (table, (target, target_name)) in
+        [(LogicalRouter::NAME, router), (LogicalSwitch::NAME, switch)]
+    {
+        let attached = view
+            .get(table, target)
+            .map(|r| r.get("load_balancer").clone())
+            .unwrap_or_default();
+        for (u, n) in &final_uuids {
+            if !attached.contains(&crate::ovsdb::Atom::Uuid(*u)) {
+                ops.push(Op::Attach {
+                    table: table.into(),
+                    target: *target,
+                    target_name: target_name.into(),
+                    lb: *u,
+                    lb_name: n.clone(),
+                });
+            }
+        }
+        for other in view.rows(table).filter(|r| r.uuid != *target) {
+            for u in other
+                .get("load_balancer")
+                .uuids()
+                .filter(|u| keep.contains(u))
+            {
+                let lb_name = final_uuids
+                    .iter()
+                    .find(|(x, _)| *x == u)
+                    .map(|(_, n)| n.clone())
+                    .unwrap_or_default();
+                ops.push(Op::Detach {
+                    table: table.into(),
+                    target: other.uuid,
+                    target_name: other.get_str("name").unwrap_or("").into(),
+                    lb: u,
+                    lb_name,
+                });
+            }
+        }
+    }
+    Plan {
+        network: network.into(),
+        router: Some((*router.0, router.1.into())),
+        switch: Some((*switch.0, switch.1.into())),
+        ops,
+    }
+}
