@@ -241,6 +241,19 @@ impl Session {
         self.client().await?.transact(txn).await
     }
 
+    /// A barrier: once this returns, the cache holds every change the server had
+    /// committed when it was called. ovsdb-server flushes a session's pending monitor
+    /// updates before it reads that session's next request
+    /// (`ovsdb_jsonrpc_session_run`: `monitor_flush_all` then `session_recv`), and the
+    /// updates are applied in wire order, so the echo's reply comes after them. On a
+    /// cluster this holds for the server we use (the leader, when leader-only).
+    ///
+    /// # Errors
+    /// As [`Session::client`] and [`Client::echo`].
+    pub async fn sync(&self) -> Result<()> {
+        self.client().await?.echo().await
+    }
+
     /// Stop the supervisor and close the connection.
     pub fn shutdown(&self) {
         self.shared.cancel.cancel();

@@ -292,6 +292,8 @@ pub async fn reconcile_pass(
     opts: &PassOptions,
 ) -> Result<PassReport, ReconcileError> {
     session.cache().wait_ready().await;
+    // Plan on everything NB had committed when the pass started.
+    session.sync().await?;
     let nets = resolve_with(session, state, &opts.limits).map_err(ReconcileError::Invalid)?;
     let mut report = PassReport::default();
     let planned = plans(session, &nets, opts, &mut report.errors);

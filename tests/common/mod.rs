@@ -605,3 +605,113 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// NB + SB ovsdb-servers and ovn-northd, with the LXD-like topology of
+/// `scripts/sandbox.sh` (router `lxd-net1-lr`, switches `lxd-net1-ls-ext` and
+/// `lxd-net1-ls-int`, VIFs c1..c3 at 10.0.0.11-13 / fd00::11-13).
+pub struct Ovn {
+    pub nb: OvsdbServer,
+    pub dir: tempfile::TempDir,
+    sb: Child,
+    northd: Child,
+}
+
+impl Ovn {
+    pub fn start() -> Ovn {
+        let nb = OvsdbServer::start();
+        let dir = tempfile::Builder::new()
+            .prefix("ovn")
+            .tempdir_in(tmp_base())
+            .unwrap();
+        let p = dir.path();
+        run(Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(p.join("sb.db"))
+            .arg("/usr/share/ovn/ovn-sb.ovsschema"));
+        let sb_sock = p.join("sb.sock");
+        let sb = spawn(
+            &[
+                "ovsdb-server",
+                p.join("sb.db").to_str().unwrap(),
+                &format!("--remote=punix:{}", sb_sock.display()),
+                &format!("--unixctl={}", p.join("sb.ctl").display()),
+                &format!("--log-file={}", p.join("sb.log").display()),
+                "--no-chdir",
+            ],
+            p,
+        );
+        wait_for_file(&sb_sock);
+        let northd = spawn(
+            &[
+                "ovn-northd",
+                &format!("--ovnnb-db={}", nb.db()),
+                &format!("--ovnsb-db=unix:{}", sb_sock.display()),
+                &format!("--unixctl={}", p.join("northd.ctl").display()),
+                &format!("--log-file={}", p.join("northd.log").display()),
+                "--no-chdir",
+            ],
+            p,
+        );
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox.sh");
+        run(Command::new("bash")
+            .arg(script)
+            .arg("topology")
+            .arg(nb.db()));
+        let ovn = Ovn {
+            nb,
+            dir,
+            sb,
+            northd,
+        };
+        ovn.sync();
+        ovn
+    }
+
+    pub fn sb_db(&self) -> String {
+        format!("unix:{}", self.dir.path().join("sb.sock").display())
+    }
+
+    /// Wait until northd has processed NB (`ovn-nbctl --wait=sb sync`).
+    pub fn sync(&self) {
+        run(Command::new("ovn-nbctl")
+            .arg(format!("--db={}", self.nb.db()))
+            .args(["--timeout=30", "--wait=sb", "sync"]));
+    }
+
+    /// `ovn-trace` a new connection from the uplink to `dst:port` and return the
+    /// backends of the `ct_lb_mark` it hits (empty: not load-balanced).
+    pub fn trace(&self, proto: &str, dst: &str, port: u16) -> Vec<String> {
+        let v6 = dst.contains(':');
+        let (src, ipf) = if v6 {
+            ("2001:db8::100", "ip6")
+        } else {
+            ("192.0.2.100", "ip4")
+        };
+        let flow = format!(
+            "inport == \"lxd-net1-ls-ext-lsp-provider\" && eth.src == 00:00:00:00:aa:01 && eth.dst == 00:00:00:00:ff:01 && \
+             {ipf}.src == {src} && {ipf}.dst == {dst} && ip.ttl == 64 && {proto} && {proto}.src == 33333 && {proto}.dst == {port}"
+        );
+        let out = run(Command::new("ovn-trace")
+            .arg(format!("--db={}", self.sb_db()))
+            .args(["--ct=new", "--ct=new", "--ct=new", "lxd-net1-ls-ext"])
+            .arg(&flow));
+        out.split("ct_lb_mark(backends=")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .map(|b| {
+                b.split(',')
+                    .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Ovn {
+    fn drop(&mut self) {
+        for c in [&mut self.northd, &mut self.sb] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
