@@ -11,6 +11,8 @@
 //!   state file, and rendering into NB rows. Pure, no I/O.
 //! - [`reconcile`]: plans desired rows against the live NB cache and applies them in
 //!   guarded transactions.
+//! - [`store`]: durable desired state behind a small trait; SQLite (the spec's tables)
+//!   is the embedded default.
 //!
 //! Binaries live in `src/bin/`.
 
@@ -20,3 +22,4 @@ pub mod lb;
 pub mod nb;
 pub mod ovsdb;
 pub mod reconcile;
+pub mod store;

@@ -414,3 +414,67 @@ async fn the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcp:nowhere"));
 }
+
+#[tokio::test]
+async fn reconcile_from_the_store_carries_revisions() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ovnlb.db");
+    {
+        use ovnlb::store::{SqliteStore, Store};
+        let store = SqliteStore::open(&db).unwrap();
+        for n in DesiredState::from_yaml(STATE).unwrap().networks {
+            store.create_network(&n.network).unwrap();
+            for lb in &n.load_balancers {
+                let mut lb = lb.clone();
+                lb.normalise();
+                store.create_load_balancer(&n.network.name, &lb).unwrap();
+                store
+                    .update_load_balancer(&n.network.name, &lb.listen_address, &lb.put, Some(1))
+                    .unwrap();
+            }
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ovnlb"))
+        .args([
+            "reconcile",
+            "--nb",
+            &ovn.nb.db(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = lbs(&ovn);
+    assert_eq!(
+        rows.len(),
+        5,
+        "tcp+udp, tcp+udp, tcp: the forward is not stored here"
+    );
+    assert!(rows
+        .iter()
+        .all(|(_, r)| r["external_ids"].map_get("ovnlb:revision") == Some("2")));
+    ovn.sync();
+    assert_eq!(
+        sorted(ovn.trace("tcp", "192.0.2.10", 80)),
+        ["10.0.0.11:8080", "10.0.0.12:8080"]
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ovnlb"))
+        .args([
+            "reconcile",
+            "--nb",
+            &ovn.nb.db(),
+            "--db",
+            "/nonexistent/x.db",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such store"));
+}

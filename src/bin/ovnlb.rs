@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ovnlb::lb::state::DesiredState;
 use ovnlb::ovsdb::{self, Session, SessionConfig, TlsFiles};
 use ovnlb::reconcile::{reconcile_pass, PassOptions, ReconcileError};
+use ovnlb::store::{SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(
@@ -47,8 +48,16 @@ enum Command {
         #[arg(long)]
         nb_key: Option<PathBuf>,
         /// The desired state (YAML: networks with load_balancers and forwards).
-        #[arg(short = 'f', long = "file")]
-        file: PathBuf,
+        #[arg(
+            short = 'f',
+            long = "file",
+            conflicts_with = "db",
+            required_unless_present = "db"
+        )]
+        file: Option<PathBuf>,
+        /// The desired state from an ovnlb SQLite store (as ovnlbd keeps it).
+        #[arg(long)]
+        db: Option<PathBuf>,
         /// Print the plan, change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -102,16 +111,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nb_cert,
             nb_key,
             file,
+            db,
             dry_run,
             format,
             owner,
             prune,
             timeout,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let state = DesiredState::from_yaml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let state = match (file, db) {
+                (Some(file), _) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    DesiredState::from_yaml(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+                }
+                (None, Some(db)) => {
+                    if !db.exists() {
+                        anyhow::bail!("{}: no such store", db.display());
+                    }
+                    let store = SqliteStore::open(&db)
+                        .with_context(|| format!("opening {}", db.display()))?;
+                    store.desired_state()?
+                }
+                (None, None) => anyhow::bail!("give -f FILE or --db STORE"),
+            };
             let remotes = ovsdb::parse_remotes(&nb)?;
             let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
             cfg.monitor = ovnlb::nb::monitor_requests();

@@ -22,6 +22,9 @@ pub struct DesiredNetwork {
     /// Its forwards (`NetworkForwardsPost` objects).
     #[serde(default, deserialize_with = "null_default")]
     pub forwards: Vec<ForwardsPost>,
+    /// Revisions of the objects by listen address (from a store; absent in files).
+    #[serde(skip)]
+    pub revisions: std::collections::BTreeMap<String, u64>,
 }
 
 /// The whole desired state.
@@ -140,7 +143,8 @@ pub fn resolve(
                     format!("load balancer {} of network {}", ip, net.name),
                 ));
             }
-            lbs.push((lb, 0));
+            let rev = d.revisions.get(&lb.listen_address).copied().unwrap_or(0);
+            lbs.push((lb, rev));
         }
         let mut fwds = Vec::new();
         for f in &d.forwards {
@@ -154,7 +158,8 @@ pub fn resolve(
                     format!("forward {} of network {}", ip, net.name),
                 ));
             }
-            fwds.push((f, 0));
+            let rev = d.revisions.get(&f.listen_address).copied().unwrap_or(0);
+            fwds.push((f, rev));
         }
         out.push(ResolvedNetwork {
             net,

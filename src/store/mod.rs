@@ -1,0 +1,690 @@
+//! Desired state, kept durably. [`Store`] is the small trait the rest of ovnlb uses;
+//! [`SqliteStore`] is the embedded default (WAL, `synchronous=FULL`: a write that
+//! returned survives `kill -9`). Validation happens above; the store enforces what
+//! only a database can: existence, uniqueness (listen addresses per uplink, in SQL) and
+//! revisions (`if_match`).
+
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use tokio::sync::watch;
+
+use crate::lb::model::{
+    canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost, Network,
+};
+use crate::lb::state::{DesiredNetwork, DesiredState};
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No such object.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// It exists already, or its listen address is taken on the uplink.
+    #[error("{0}")]
+    Conflict(String),
+    /// `if_match` names another revision than the stored one.
+    #[error("revision mismatch: stored revision is {current}, the request expected {expected}")]
+    PreconditionFailed {
+        /// Stored revision.
+        current: u64,
+        /// Expected by the caller.
+        expected: u64,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// Stored JSON does not decode.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stored object with its revision (the ETag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored<T> {
+    /// The object.
+    pub value: T,
+    /// Its revision: 1 when created, +1 per update.
+    pub revision: u64,
+}
+
+/// Durable desired state.
+pub trait Store: Send + Sync {
+    /// All networks.
+    fn networks(&self) -> Result<Vec<Stored<Network>>>;
+    /// One network.
+    fn network(&self, name: &str) -> Result<Stored<Network>>;
+    /// Create a network; returns its revision.
+    fn create_network(&self, n: &Network) -> Result<u64>;
+    /// Replace a network's description and config.
+    fn update_network(&self, n: &Network, if_match: Option<u64>) -> Result<u64>;
+    /// Delete a network with its load balancers and forwards.
+    fn delete_network(&self, name: &str, if_match: Option<u64>) -> Result<()>;
+    /// Load balancers of a network.
+    fn load_balancers(&self, network: &str) -> Result<Vec<Stored<LoadBalancersPost>>>;
+    /// One load balancer.
+    fn load_balancer(&self, network: &str, listen: &str) -> Result<Stored<LoadBalancersPost>>;
+    /// Create a load balancer (normalised by the caller).
+    fn create_load_balancer(&self, network: &str, lb: &LoadBalancersPost) -> Result<u64>;
+    /// Replace a load balancer's editable fields.
+    fn update_load_balancer(
+        &self,
+        network: &str,
+        listen: &str,
+        put: &LoadBalancerPut,
+        if_match: Option<u64>,
+    ) -> Result<u64>;
+    /// Delete a load balancer.
+    fn delete_load_balancer(
+        &self,
+        network: &str,
+        listen: &str,
+        if_match: Option<u64>,
+    ) -> Result<()>;
+    /// Forwards of a network.
+    fn forwards(&self, network: &str) -> Result<Vec<Stored<ForwardsPost>>>;
+    /// One forward.
+    fn forward(&self, network: &str, listen: &str) -> Result<Stored<ForwardsPost>>;
+    /// Create a forward.
+    fn create_forward(&self, network: &str, f: &ForwardsPost) -> Result<u64>;
+    /// Replace a forward's editable fields.
+    fn update_forward(
+        &self,
+        network: &str,
+        listen: &str,
+        put: &ForwardPut,
+        if_match: Option<u64>,
+    ) -> Result<u64>;
+    /// Delete a forward.
+    fn delete_forward(&self, network: &str, listen: &str, if_match: Option<u64>) -> Result<()>;
+    /// Everything, as desired state (with revisions).
+    fn desired_state(&self) -> Result<DesiredState>;
+    /// A counter bumped after every committed write (reconcile trigger).
+    fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    /// One connection; SQLite serialises writers anyway, and every call is short.
+    conn: Mutex<Connection>,
+    /// Bumped after each committed write.
+    changes: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn canon(listen: &str) -> String {
+    canonical_ip(listen).unwrap_or_else(|| listen.trim().to_owned())
+}
+
+fn conflict_or(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(what())
+        }
+        _ => StoreError::Db(e),
+    }
+}
+
+fn check_rev(current: u64, if_match: Option<u64>) -> Result<()> {
+    match if_match {
+        Some(expected) if expected != current => {
+            Err(StoreError::PreconditionFailed { current, expected })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn read_config(tx: &Connection, table: &str, fk: &str, id: i64) -> Result<Config> {
+    let mut st = tx.prepare_cached(&format!("SELECT key, value FROM {table} WHERE {fk} = ?1"))?;
+    let rows = st.query_map([id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    Ok(rows.collect::<Result<BTreeMap<_, _>, _>>()?)
+}
+
+fn write_config(
+    tx: &Transaction<'_>,
+    table: &str,
+    fk: &str,
+    id: i64,
+    config: &Config,
+) -> Result<()> {
+    tx.execute(&format!("DELETE FROM {table} WHERE {fk} = ?1"), [id])?;
+    let mut st = tx.prepare_cached(&format!(
+        "INSERT INTO {table} ({fk}, key, value) VALUES (?1, ?2, ?3)"
+    ))?;
+    for (k, v) in config {
+        st.execute(params![id, k, v])?;
+    }
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn unjson<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    if s.is_empty() {
+        return serde_json::from_str("[]").map_err(|e| StoreError::Corrupt(e.to_string()));
+    }
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// (id, uplink) of a network, or NotFound.
+fn network_ids(tx: &Connection, name: &str) -> Result<(i64, String)> {
+    let row: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT n.id, COALESCE((SELECT value FROM networks_config WHERE network_id = n.id AND key = 'network'), '') FROM networks n WHERE n.name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.ok_or_else(|| StoreError::NotFound(format!("Network \"{name}\"")))
+}
+
+/// The tables of one object kind.
+struct Kind {
+    table: &'static str,
+    config: &'static str,
+    fk: &'static str,
+    what: &'static str,
+}
+
+/// The stored fields of one load balancer or forward.
+struct Fields<'a> {
+    listen: &'a str,
+    description: &'a str,
+    /// JSON backends (load balancers only).
+    backends: Option<String>,
+    /// JSON ports.
+    ports: String,
+    config: &'a Config,
+}
+
+const LB: Kind = Kind {
+    table: "networks_load_balancers",
+    config: "networks_load_balancers_config",
+    fk: "network_load_balancer_id",
+    what: "Network load balancer",
+};
+const FWD: Kind = Kind {
+    table: "networks_forwards",
+    config: "networks_forwards_config",
+    fk: "network_forward_id",
+    what: "Network forward",
+};
+
+impl SqliteStore {
+    /// Open (creating and migrating) the database at `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        Self::init(Connection::open(path)?)
+    }
+
+    /// An in-memory store (tests, dry runs).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn in_memory() -> Result<SqliteStore> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<SqliteStore> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, m) in schema::MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(version.max(0) as usize)
+        {
+            let tx = conn.transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            changes: watch::Sender::new(0),
+        })
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        drop(conn);
+        self.changes.send_modify(|g| *g += 1);
+        Ok(out)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
+    /// (id, revision) of an object.
+    fn object_ids(tx: &Connection, k: &Kind, network_id: i64, listen: &str) -> Result<(i64, u64)> {
+        tx.query_row(
+            &format!(
+                "SELECT id, revision FROM {} WHERE network_id = ?1 AND listen_address = ?2",
+                k.table
+            ),
+            params![network_id, listen],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(k.what.to_owned()))
+    }
+
+    fn delete_object(
+        &self,
+        k: &Kind,
+        network: &str,
+        listen: &str,
+        if_match: Option<u64>,
+    ) -> Result<()> {
+        let listen = canon(listen);
+        self.write(|tx| {
+            let (nid, _) = network_ids(tx, network)?;
+            let (id, rev) = Self::object_ids(tx, k, nid, &listen)?;
+            check_rev(rev, if_match)?;
+            tx.execute(&format!("DELETE FROM {} WHERE id = ?1", k.table), [id])?;
+            Ok(())
+        })
+    }
+
+    /// Insert an object row; `ports` and `backends` are JSON (backends empty for forwards).
+    fn create_object(&self, k: &Kind, network: &str, f: Fields<'_>) -> Result<u64> {
+        let Fields {
+            listen,
+            description,
+            backends,
+            ports,
+            config,
+        } = f;
+        let listen = canon(listen);
+        self.write(|tx| {
+            let (nid, uplink) = network_ids(tx, network)?;
+            let dup = tx
+                .query_row(&format!("SELECT 1 FROM {} WHERE network_id = ?1 AND listen_address = ?2", k.table), params![nid, listen], |_| Ok(()))
+                .optional()?;
+            if dup.is_some() {
+                return Err(StoreError::Conflict(format!("A {} for that listen address already exists", k.what.to_lowercase().trim_start_matches("network "))));
+            }
+            let r = match &backends {
+                Some(b) => tx.execute(
+                    &format!("INSERT INTO {} (network_id, listen_address, description, backends, ports, uplink) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", k.table),
+                    params![nid, listen, description, b, ports, uplink],
+                ),
+                None => tx.execute(
+                    &format!("INSERT INTO {} (network_id, listen_address, description, ports, uplink) VALUES (?1, ?2, ?3, ?4, ?5)", k.table),
+                    params![nid, listen, description, ports, uplink],
+                ),
+            };
+            r.map_err(|e| conflict_or(e, || format!("Listen address \"{listen}\" overlaps with another network or NIC (in use on uplink \"{uplink}\")")))?;
+            write_config(tx, k.config, k.fk, tx.last_insert_rowid(), config)?;
+            Ok(1)
+        })
+    }
+
+    fn update_object(
+        &self,
+        k: &Kind,
+        network: &str,
+        f: Fields<'_>,
+        if_match: Option<u64>,
+    ) -> Result<u64> {
+        let Fields {
+            listen,
+            description,
+            backends,
+            ports,
+            config,
+        } = f;
+        let listen = canon(listen);
+        self.write(|tx| {
+            let (nid, _) = network_ids(tx, network)?;
+            let (id, rev) = Self::object_ids(tx, k, nid, &listen)?;
+            check_rev(rev, if_match)?;
+            match &backends {
+                Some(b) => tx.execute(
+                    &format!("UPDATE {} SET description = ?1, backends = ?2, ports = ?3, revision = revision + 1 WHERE id = ?4", k.table),
+                    params![description, b, ports, id],
+                )?,
+                None => tx.execute(&format!("UPDATE {} SET description = ?1, ports = ?2, revision = revision + 1 WHERE id = ?3", k.table), params![description, ports, id])?,
+            };
+            write_config(tx, k.config, k.fk, id, config)?;
+            Ok(rev + 1)
+        })
+    }
+
+    fn lbs_of(
+        conn: &Connection,
+        network_id: i64,
+        listen: Option<&str>,
+    ) -> Result<Vec<Stored<LoadBalancersPost>>> {
+        let mut st = conn.prepare_cached(
+            "SELECT id, listen_address, description, backends, ports, revision FROM networks_load_balancers WHERE network_id = ?1 AND (?2 IS NULL OR listen_address = ?2) ORDER BY id",
+        )?;
+        let rows: Vec<(i64, String, String, String, String, i64)> = st
+            .query_map(params![network_id, listen], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(
+                |(id, listen_address, description, backends, ports, revision)| {
+                    Ok(Stored {
+                        value: LoadBalancersPost {
+                            listen_address,
+                            put: LoadBalancerPut {
+                                description,
+                                config: read_config(conn, LB.config, LB.fk, id)?,
+                                backends: unjson(&backends)?,
+                                ports: unjson(&ports)?,
+                            },
+                        },
+                        revision: revision as u64,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn fwds_of(
+        conn: &Connection,
+        network_id: i64,
+        listen: Option<&str>,
+    ) -> Result<Vec<Stored<ForwardsPost>>> {
+        let mut st = conn.prepare_cached(
+            "SELECT id, listen_address, description, ports, revision FROM networks_forwards WHERE network_id = ?1 AND (?2 IS NULL OR listen_address = ?2) ORDER BY id",
+        )?;
+        let rows: Vec<(i64, String, String, String, i64)> = st
+            .query_map(params![network_id, listen], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(id, listen_address, description, ports, revision)| {
+                Ok(Stored {
+                    value: ForwardsPost {
+                        listen_address,
+                        put: ForwardPut {
+                            description,
+                            config: read_config(conn, FWD.config, FWD.fk, id)?,
+                            ports: unjson(&ports)?,
+                        },
+                    },
+                    revision: revision as u64,
+                })
+            })
+            .collect()
+    }
+
+    fn networks_of(conn: &Connection, name: Option<&str>) -> Result<Vec<(i64, Stored<Network>)>> {
+        let mut st = conn.prepare_cached("SELECT id, name, description, type, revision FROM networks WHERE (?1 IS NULL OR name = ?1) ORDER BY name")?;
+        let rows: Vec<(i64, String, String, String, i64)> = st
+            .query_map([name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(id, name, description, kind, revision)| {
+                Ok((
+                    id,
+                    Stored {
+                        value: Network {
+                            name,
+                            description,
+                            kind,
+                            config: read_config(conn, "networks_config", "network_id", id)?,
+                        },
+                        revision: revision as u64,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Store for SqliteStore {
+    fn networks(&self) -> Result<Vec<Stored<Network>>> {
+        self.read(|c| {
+            Ok(Self::networks_of(c, None)?
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect())
+        })
+    }
+
+    fn network(&self, name: &str) -> Result<Stored<Network>> {
+        self.read(|c| {
+            Self::networks_of(c, Some(name))?
+                .pop()
+                .map(|(_, n)| n)
+                .ok_or_else(|| StoreError::NotFound(format!("Network \"{name}\"")))
+        })
+    }
+
+    fn create_network(&self, n: &Network) -> Result<u64> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO networks (name, description, type) VALUES (?1, ?2, ?3)",
+                params![n.name, n.description, n.kind],
+            )
+            .map_err(|e| {
+                conflict_or(e, || format!("The network already exists: \"{}\"", n.name))
+            })?;
+            write_config(
+                tx,
+                "networks_config",
+                "network_id",
+                tx.last_insert_rowid(),
+                &n.config,
+            )?;
+            Ok(1)
+        })
+    }
+
+    fn update_network(&self, n: &Network, if_match: Option<u64>) -> Result<u64> {
+        self.write(|tx| {
+            let (id, rev): (i64, i64) = tx
+                .query_row("SELECT id, revision FROM networks WHERE name = ?1", [&n.name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("Network \"{}\"", n.name)))?;
+            check_rev(rev as u64, if_match)?;
+            tx.execute("UPDATE networks SET description = ?1, revision = revision + 1 WHERE id = ?2", params![n.description, id])?;
+            write_config(tx, "networks_config", "network_id", id, &n.config)?;
+            // Listeners follow the network to its (maybe new) uplink.
+            let uplink = n.config.get("network").cloned().unwrap_or_default();
+            for t in [LB.table, FWD.table] {
+                tx.execute(&format!("UPDATE {t} SET uplink = ?1 WHERE network_id = ?2 AND uplink != ?1"), params![uplink, id])
+                    .map_err(|e| conflict_or(e, || format!("A listen address of network \"{}\" is already in use on uplink \"{uplink}\"", n.name)))?;
+            }
+            Ok(rev as u64 + 1)
+        })
+    }
+
+    fn delete_network(&self, name: &str, if_match: Option<u64>) -> Result<()> {
+        self.write(|tx| {
+            let (id, rev): (i64, i64) = tx
+                .query_row(
+                    "SELECT id, revision FROM networks WHERE name = ?1",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("Network \"{name}\"")))?;
+            check_rev(rev as u64, if_match)?;
+            tx.execute("DELETE FROM networks WHERE id = ?1", [id])?;
+            Ok(())
+        })
+    }
+
+    fn load_balancers(&self, network: &str) -> Result<Vec<Stored<LoadBalancersPost>>> {
+        self.read(|c| Self::lbs_of(c, network_ids(c, network)?.0, None))
+    }
+
+    fn load_balancer(&self, network: &str, listen: &str) -> Result<Stored<LoadBalancersPost>> {
+        let listen = canon(listen);
+        self.read(|c| {
+            Self::lbs_of(c, network_ids(c, network)?.0, Some(&listen))?
+                .pop()
+                .ok_or_else(|| StoreError::NotFound(LB.what.into()))
+        })
+    }
+
+    fn create_load_balancer(&self, network: &str, lb: &LoadBalancersPost) -> Result<u64> {
+        self.create_object(
+            &LB,
+            network,
+            Fields {
+                listen: &lb.listen_address,
+                description: &lb.put.description,
+                backends: Some(json(&lb.put.backends)),
+                ports: json(&lb.put.ports),
+                config: &lb.put.config,
+            },
+        )
+    }
+
+    fn update_load_balancer(
+        &self,
+        network: &str,
+        listen: &str,
+        put: &LoadBalancerPut,
+        if_match: Option<u64>,
+    ) -> Result<u64> {
+        self.update_object(
+            &LB,
+            network,
+            Fields {
+                listen,
+                description: &put.description,
+                backends: Some(json(&put.backends)),
+                ports: json(&put.ports),
+                config: &put.config,
+            },
+            if_match,
+        )
+    }
+
+    fn delete_load_balancer(
+        &self,
+        network: &str,
+        listen: &str,
+        if_match: Option<u64>,
+    ) -> Result<()> {
+        self.delete_object(&LB, network, listen, if_match)
+    }
+
+    fn forwards(&self, network: &str) -> Result<Vec<Stored<ForwardsPost>>> {
+        self.read(|c| Self::fwds_of(c, network_ids(c, network)?.0, None))
+    }
+
+    fn forward(&self, network: &str, listen: &str) -> Result<Stored<ForwardsPost>> {
+        let listen = canon(listen);
+        self.read(|c| {
+            Self::fwds_of(c, network_ids(c, network)?.0, Some(&listen))?
+                .pop()
+                .ok_or_else(|| StoreError::NotFound(FWD.what.into()))
+        })
+    }
+
+    fn create_forward(&self, network: &str, f: &ForwardsPost) -> Result<u64> {
+        self.create_object(
+            &FWD,
+            network,
+            Fields {
+                listen: &f.listen_address,
+                description: &f.put.description,
+                backends: None,
+                ports: json(&f.put.ports),
+                config: &f.put.config,
+            },
+        )
+    }
+
+    fn update_forward(
+        &self,
+        network: &str,
+        listen: &str,
+        put: &ForwardPut,
+        if_match: Option<u64>,
+    ) -> Result<u64> {
+        self.update_object(
+            &FWD,
+            network,
+            Fields {
+                listen,
+                description: &put.description,
+                backends: None,
+                ports: json(&put.ports),
+                config: &put.config,
+            },
+            if_match,
+        )
+    }
+
+    fn delete_forward(&self, network: &str, listen: &str, if_match: Option<u64>) -> Result<()> {
+        self.delete_object(&FWD, network, listen, if_match)
+    }
+
+    fn desired_state(&self) -> Result<DesiredState> {
+        self.read(|c| {
+            let mut networks = Vec::new();
+            for (id, n) in Self::networks_of(c, None)? {
+                let lbs = Self::lbs_of(c, id, None)?;
+                let fwds = Self::fwds_of(c, id, None)?;
+                let mut revisions = BTreeMap::new();
+                revisions.extend(
+                    lbs.iter()
+                        .map(|s| (s.value.listen_address.clone(), s.revision)),
+                );
+                revisions.extend(
+                    fwds.iter()
+                        .map(|s| (s.value.listen_address.clone(), s.revision)),
+                );
+                networks.push(DesiredNetwork {
+                    network: n.value,
+                    load_balancers: lbs.into_iter().map(|s| s.value).collect(),
+                    forwards: fwds.into_iter().map(|s| s.value).collect(),
+                    revisions,
+                });
+            }
+            Ok(DesiredState { networks })
+        })
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+}
