@@ -14,10 +14,13 @@
 //! - [`store`]: durable desired state behind a small trait; SQLite (the spec's tables)
 //!   is the embedded default.
 //!
+//! - [`feed`]: coalescing change feeds (never drop, merge instead).
+//!
 //! Binaries live in `src/bin/`.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod feed;
 pub mod lb;
 pub mod nb;
 pub mod ovsdb;

@@ -64,12 +64,19 @@ fn seeded(s: &SqliteStore) {
 fn crud_revisions_and_uniqueness_in_the_database() {
     let s = SqliteStore::in_memory().unwrap();
     seeded(&s);
-    let changes = s.changes();
+    let mut changes = s.subscribe();
     assert_eq!(
         s.create_load_balancer("ovn1", &lb("192.0.2.10")).unwrap(),
         1
     );
-    assert!(changes.has_changed().unwrap());
+    let c: Vec<_> = changes.try_changed().into_iter().collect();
+    assert_eq!(
+        c,
+        [ovnlb::store::Change {
+            network: "ovn1".into(),
+            listen: Some("192.0.2.10".into())
+        }]
+    );
     let got = s.load_balancer("ovn1", "192.0.2.10").unwrap();
     assert_eq!((got.value, got.revision), (lb("192.0.2.10"), 1));
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use tokio::sync::watch;
 
+use crate::feed::{Feed, FeedReceiver};
 use crate::lb::model::{
     canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost, Network,
 };
@@ -107,16 +107,42 @@ pub trait Store: Send + Sync {
     fn delete_forward(&self, network: &str, listen: &str, if_match: Option<u64>) -> Result<()>;
     /// Everything, as desired state (with revisions).
     fn desired_state(&self) -> Result<DesiredState>;
-    /// A counter bumped after every committed write (reconcile trigger).
-    fn changes(&self) -> watch::Receiver<u64>;
+    /// Changes committed from now on: which network, and which object of it (`None`: the
+    /// network itself). Coalesced, never dropped.
+    fn subscribe(&self) -> FeedReceiver<Change>;
+}
+
+/// What a committed write touched.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Change {
+    /// The network.
+    pub network: String,
+    /// The listen address of the load balancer or forward; `None` for the network.
+    pub listen: Option<String>,
+}
+
+impl Change {
+    fn network(n: &str) -> Change {
+        Change {
+            network: n.to_owned(),
+            listen: None,
+        }
+    }
+
+    fn object(n: &str, listen: &str) -> Change {
+        Change {
+            network: n.to_owned(),
+            listen: Some(listen.to_owned()),
+        }
+    }
 }
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
     /// One connection; SQLite serialises writers anyway, and every call is short.
     conn: Mutex<Connection>,
-    /// Bumped after each committed write.
-    changes: watch::Sender<u64>,
+    /// Subscribers to committed changes.
+    feed: Feed<Change>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -264,17 +290,17 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
-            changes: watch::Sender::new(0),
+            feed: Feed::default(),
         })
     }
 
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, change: Change, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
         drop(conn);
-        self.changes.send_modify(|g| *g += 1);
+        self.feed.publish([change]);
         Ok(out)
     }
 
@@ -305,7 +331,7 @@ impl SqliteStore {
         if_match: Option<u64>,
     ) -> Result<()> {
         let listen = canon(listen);
-        self.write(|tx| {
+        self.write(Change::object(network, &listen), |tx| {
             let (nid, _) = network_ids(tx, network)?;
             let (id, rev) = Self::object_ids(tx, k, nid, &listen)?;
             check_rev(rev, if_match)?;
@@ -324,7 +350,7 @@ impl SqliteStore {
             config,
         } = f;
         let listen = canon(listen);
-        self.write(|tx| {
+        self.write(Change::object(network, &listen), |tx| {
             let (nid, uplink) = network_ids(tx, network)?;
             let dup = tx
                 .query_row(&format!("SELECT 1 FROM {} WHERE network_id = ?1 AND listen_address = ?2", k.table), params![nid, listen], |_| Ok(()))
@@ -363,7 +389,7 @@ impl SqliteStore {
             config,
         } = f;
         let listen = canon(listen);
-        self.write(|tx| {
+        self.write(Change::object(network, &listen), |tx| {
             let (nid, _) = network_ids(tx, network)?;
             let (id, rev) = Self::object_ids(tx, k, nid, &listen)?;
             check_rev(rev, if_match)?;
@@ -495,7 +521,7 @@ impl Store for SqliteStore {
     }
 
     fn create_network(&self, n: &Network) -> Result<u64> {
-        self.write(|tx| {
+        self.write(Change::network(&n.name), |tx| {
             tx.execute(
                 "INSERT INTO networks (name, description, type) VALUES (?1, ?2, ?3)",
                 params![n.name, n.description, n.kind],
@@ -515,7 +541,7 @@ impl Store for SqliteStore {
     }
 
     fn update_network(&self, n: &Network, if_match: Option<u64>) -> Result<u64> {
-        self.write(|tx| {
+        self.write(Change::network(&n.name), |tx| {
             let (id, rev): (i64, i64) = tx
                 .query_row("SELECT id, revision FROM networks WHERE name = ?1", [&n.name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
@@ -534,7 +560,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_network(&self, name: &str, if_match: Option<u64>) -> Result<()> {
-        self.write(|tx| {
+        self.write(Change::network(name), |tx| {
             let (id, rev): (i64, i64) = tx
                 .query_row(
                     "SELECT id, revision FROM networks WHERE name = ?1",
@@ -684,7 +710,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+    fn subscribe(&self) -> FeedReceiver<Change> {
+        self.feed.subscribe()
     }
 }
