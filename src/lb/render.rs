@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::model::{ForwardsPost, LoadBalancersPost};
 use super::ports;
 use super::state::ResolvedNetwork;
+use super::validate::OvnNetwork;
 
 /// Namespace of the deterministic row UUIDs.
 pub const UUID_NAMESPACE: Uuid = Uuid::from_u128(0x6f766e6c_622d_4e42_8c6f_776e65727321);
@@ -157,7 +158,7 @@ fn forward_vips(f: &ForwardsPost) -> ByProtocol {
 
 fn rows_for(
     owner: &str,
-    net: &ResolvedNetwork,
+    net: &OvnNetwork,
     listen: &str,
     kind: &str,
     revision: u64,
@@ -165,11 +166,11 @@ fn rows_for(
 ) -> Vec<DesiredRow> {
     vips.into_iter()
         .map(|(protocol, vips)| DesiredRow {
-            uuid: row_uuid(owner, &net.net.name, listen, &protocol),
-            name: format!("{}-lb-{listen}-{protocol}", net.net.prefix),
+            uuid: row_uuid(owner, &net.name, listen, &protocol),
+            name: format!("{}-lb-{listen}-{protocol}", net.prefix),
             external_ids: BTreeMap::from([
                 (keys::OWNER.to_owned(), owner.to_owned()),
-                (keys::NETWORK.to_owned(), net.net.name.clone()),
+                (keys::NETWORK.to_owned(), net.name.clone()),
                 (keys::KIND.to_owned(), kind.to_owned()),
                 (keys::LISTEN.to_owned(), listen.to_owned()),
                 (keys::REVISION.to_owned(), revision.to_string()),
@@ -180,28 +181,48 @@ fn rows_for(
         .collect()
 }
 
-/// Every row one network needs. A load balancer without ports has none.
+/// The rows of one load balancer (none without ports).
+pub fn render_load_balancer(
+    owner: &str,
+    net: &OvnNetwork,
+    lb: &LoadBalancersPost,
+    revision: u64,
+) -> Vec<DesiredRow> {
+    rows_for(
+        owner,
+        net,
+        &lb.listen_address,
+        "load-balancer",
+        revision,
+        lb_vips(lb),
+    )
+}
+
+/// The rows of one forward.
+pub fn render_forward(
+    owner: &str,
+    net: &OvnNetwork,
+    f: &ForwardsPost,
+    revision: u64,
+) -> Vec<DesiredRow> {
+    rows_for(
+        owner,
+        net,
+        &f.listen_address,
+        "forward",
+        revision,
+        forward_vips(f),
+    )
+}
+
+/// Every row one network needs.
 pub fn render_network(owner: &str, net: &ResolvedNetwork) -> Vec<DesiredRow> {
     let mut rows = Vec::new();
     for (lb, rev) in &net.load_balancers {
-        rows.extend(rows_for(
-            owner,
-            net,
-            &lb.listen_address,
-            "load-balancer",
-            *rev,
-            lb_vips(lb),
-        ));
+        rows.extend(render_load_balancer(owner, &net.net, lb, *rev));
     }
     for (f, rev) in &net.forwards {
-        rows.extend(rows_for(
-            owner,
-            net,
-            &f.listen_address,
-            "forward",
-            *rev,
-            forward_vips(f),
-        ));
+        rows.extend(render_forward(owner, &net.net, f, *rev));
     }
     rows
 }

@@ -6,6 +6,7 @@
 //! (someone changed those rows meanwhile) re-plans from the fresh cache. After applying,
 //! the pass plans again: converged means nothing left to do.
 
+pub mod controller;
 pub mod plan;
 
 use std::collections::HashSet;

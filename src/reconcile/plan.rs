@@ -5,7 +5,7 @@
 //! network's router and internal switch are added where missing and removed from any
 //! other router or switch.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::lb::validate::OvnNetwork;
 use crate::nb::{
     LoadBalancer, LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort, Table,
 };
-use crate::ovsdb::{CacheRow, CacheView};
+use crate::ovsdb::{CacheRow, CacheView, IndexSpec};
 
 /// One change to NB.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -316,6 +316,71 @@ pub fn plan_network(
     ))
 }
 
+/// The index the per-object planning uses: `Load_Balancer` rows by listen address.
+pub fn listen_index() -> IndexSpec {
+    IndexSpec::MapKey {
+        table: LoadBalancer::NAME.into(),
+        column: "external_ids".into(),
+        key: keys::LISTEN.into(),
+    }
+}
+
+/// Plan some objects of one network: `objects` gives, per listen address, the rows it
+/// should have (empty: the object is gone). Owned rows are found through
+/// [`listen_index`], attachments by binary search: the cost follows the objects planned,
+/// not the size of NB.
+///
+/// # Errors
+/// When the router or switch is missing or ambiguous.
+pub fn plan_objects(
+    owner: &str,
+    net: &OvnNetwork,
+    objects: &[(String, Vec<DesiredRow>)],
+    view: &CacheView,
+) -> Result<Plan, PlanError> {
+    let name = &net.name;
+    let router = LogicalRouter::from_row(&*unique_by_name(
+        view,
+        LogicalRouter::NAME,
+        &net.router,
+        name,
+    )?)
+    .ok_or_else(|| PlanError {
+        network: name.clone(),
+        message: "bad Logical_Router row".into(),
+    })?;
+    let switch = LogicalSwitch::from_row(&*unique_by_name(
+        view,
+        LogicalSwitch::NAME,
+        &net.switch,
+        name,
+    )?)
+    .ok_or_else(|| PlanError {
+        network: name.clone(),
+        message: "bad Logical_Switch row".into(),
+    })?;
+    let index = listen_index();
+    let mut desired = Vec::new();
+    let mut owned = Vec::new();
+    for (listen, rows) in objects {
+        desired.extend(rows.iter().cloned());
+        owned.extend(
+            view.lookup(&index, &crate::ovsdb::Datum::scalar(listen.clone()))
+                .iter()
+                .filter_map(|r| LoadBalancer::from_row(r))
+                .filter(|r| owned_by(r, owner) && r.external_ids.get(keys::NETWORK) == Some(name)),
+        );
+    }
+    Ok(plan_rows(
+        name,
+        &desired,
+        &owned,
+        view,
+        (&router.uuid, &router.name),
+        (&switch.uuid, &switch.name),
+    ))
+}
+
 /// Rows of ours whose network is not among `known`: what `--prune` deletes.
 pub fn plan_prune(owner: &str, known: &HashSet<&str>, view: &CacheView) -> Vec<Op> {
     view.rows(LoadBalancer::NAME)
@@ -390,15 +455,16 @@ fn plan_rows(
             observed: r.clone(),
         });
     }
-    // Attachments: on the network's router and switch; on no other.
-    let keep: BTreeSet<Uuid> = final_uuids.iter().map(|(u, _)| *u).collect();
+    // Attachments: on the network's router and switch; on no other. Membership is a
+    // binary search in the (sorted) sets: the cost does not grow with their size.
+    let empty = crate::ovsdb::Datum::empty();
     for (table, (target, target_name)) in
         [(LogicalRouter::NAME, router), (LogicalSwitch::NAME, switch)]
     {
         let attached = view
             .get(table, target)
-            .map(|r| r.get("load_balancer").clone())
-            .unwrap_or_default();
+            .map(|r| r.get("load_balancer"))
+            .unwrap_or(&empty);
         for (u, n) in &final_uuids {
             if !attached.contains(&crate::ovsdb::Atom::Uuid(*u)) {
                 ops.push(Op::Attach {
@@ -411,22 +477,17 @@ fn plan_rows(
             }
         }
         for other in view.rows(table).filter(|r| r.uuid != *target) {
-            for u in other
-                .get("load_balancer")
-                .uuids()
-                .filter(|u| keep.contains(u))
+            let set = other.get("load_balancer");
+            for (u, n) in final_uuids
+                .iter()
+                .filter(|(u, _)| set.contains(&crate::ovsdb::Atom::Uuid(*u)))
             {
-                let lb_name = final_uuids
-                    .iter()
-                    .find(|(x, _)| *x == u)
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or_default();
                 ops.push(Op::Detach {
                     table: table.into(),
                     target: other.uuid,
                     target_name: other.get_str("name").unwrap_or("").into(),
-                    lb: u,
-                    lb_name,
+                    lb: *u,
+                    lb_name: n.clone(),
                 });
             }
         }

@@ -1,0 +1,573 @@
+//! The controller: keeps NB equal to the store, continuously.
+//!
+//! Work is per key, (network, listen address): a store change marks its key dirty; an
+//! NB change to one of our rows marks the row's key dirty; a change to a router or
+//! switch marks the keys whose rows are missing from it (or sit on the wrong one); a
+//! periodic resync marks everything. Dirty keys are planned against the live cache
+//! ([`plan::plan_objects`]) and applied in batches, one guarded transaction per network
+//! batch. A failing key backs off (1 s doubling to 30 s) without holding up others.
+//! Nothing runs before the cache is ready, and every pass first syncs with the server.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::plan::{self, Op};
+use super::transaction;
+use crate::lb::model::{ForwardsPost, LoadBalancersPost, Network};
+use crate::lb::render::{self, keys, DesiredRow};
+use crate::lb::validate::{self, Limits, OvnNetwork};
+use crate::nb::{LoadBalancer, Table};
+use crate::ovsdb::{Changes, Session};
+use crate::store::{Change, Store, StoreError};
+
+/// A key: (network, listen address).
+pub type Key = (String, String);
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Owner id in `external_ids`.
+    pub owner: String,
+    /// Validation limits.
+    pub limits: Limits,
+    /// Full resync period.
+    pub resync_every: Duration,
+    /// Most keys per transaction.
+    pub batch: usize,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            owner: "ovnlb".into(),
+            limits: Limits::default(),
+            resync_every: Duration::from_secs(60),
+            batch: 256,
+        }
+    }
+}
+
+/// What the controller knows of one key, for `/state`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyStatus {
+    /// The store revision last applied to NB.
+    pub applied_revision: Option<u64>,
+    /// The last error, empty when fine.
+    pub error: String,
+    /// NB rows: (name, uuid, protocol).
+    pub rows: Vec<(String, Uuid, String)>,
+}
+
+/// Shared view of the controller's progress.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    keys: Arc<Mutex<HashMap<Key, KeyStatus>>>,
+    networks: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Status {
+    /// The status of one key.
+    pub fn key(&self, network: &str, listen: &str) -> Option<KeyStatus> {
+        lock(&self.keys)
+            .get(&(network.to_owned(), listen.to_owned()))
+            .cloned()
+    }
+
+    /// A network's error (missing router, ambiguous names, invalid config), if any.
+    pub fn network_error(&self, network: &str) -> Option<String> {
+        lock(&self.networks).get(network).cloned()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Clone)]
+enum Object {
+    Lb(LoadBalancersPost, u64),
+    Fwd(ForwardsPost, u64),
+}
+
+impl Object {
+    fn revision(&self) -> u64 {
+        match self {
+            Object::Lb(_, r) | Object::Fwd(_, r) => *r,
+        }
+    }
+}
+
+/// The controller. Build it, then `run` it until cancelled.
+pub struct Controller {
+    session: Session,
+    store: Arc<dyn Store>,
+    opts: ControllerOptions,
+    status: Status,
+    /// Parsed networks (`None`: invalid or not an `ovn` network).
+    nets: HashMap<String, Option<OvnNetwork>>,
+    /// Desired objects.
+    objects: HashMap<Key, Object>,
+    /// Keys to reconcile.
+    dirty: BTreeSet<Key>,
+    /// Networks removed from the store whose rows must go.
+    removed: BTreeSet<String>,
+    /// Per-key backoff: (retry at, current delay).
+    backoff: HashMap<Key, (Instant, Duration)>,
+    /// Our NB rows → their key.
+    row_keys: HashMap<Uuid, Key>,
+}
+
+impl Controller {
+    /// A controller of `store` into the NB of `session` (which should monitor
+    /// [`crate::nb::monitor_requests`] with [`plan::listen_index`]).
+    pub fn new(session: Session, store: Arc<dyn Store>, opts: ControllerOptions) -> Controller {
+        Controller {
+            session,
+            store,
+            opts,
+            status: Status::default(),
+            nets: HashMap::new(),
+            objects: HashMap::new(),
+            dirty: BTreeSet::new(),
+            removed: BTreeSet::new(),
+            backoff: HashMap::new(),
+            row_keys: HashMap::new(),
+        }
+    }
+
+    /// A handle on the progress, for the API.
+    pub fn status(&self) -> Status {
+        self.status.clone()
+    }
+
+    /// Run until `cancel`; a transaction in flight is finished first.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut store_feed = self.store.subscribe();
+        let mut nb_feed = self.session.cache().subscribe();
+        tokio::select! {
+            _ = self.session.cache().wait_ready() => {}
+            _ = cancel.cancelled() => return,
+        }
+        info!("controller starting: cache ready");
+        self.full_load();
+        let mut next_resync = Instant::now() + self.opts.resync_every;
+        loop {
+            self.work().await;
+            let wake = self
+                .backoff
+                .values()
+                .map(|(at, _)| *at)
+                .min()
+                .unwrap_or(next_resync)
+                .min(next_resync);
+            tokio::select! {
+                c = store_feed.changed() => self.on_store(c),
+                c = nb_feed.changed() => self.on_nb(c),
+                _ = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= next_resync {
+                        debug!("periodic resync");
+                        self.full_load();
+                        next_resync = Instant::now() + self.opts.resync_every;
+                    }
+                }
+                _ = cancel.cancelled() => break,
+            }
+            // Take whatever else arrived meanwhile in the same round.
+            let c = store_feed.try_changed();
+            if !c.is_empty() {
+                self.on_store(c);
+            }
+            let c = nb_feed.try_changed();
+            if !c.is_empty() {
+                self.on_nb(c);
+            }
+        }
+        info!("controller stopped");
+    }
+
+    fn parse_network(&self, n: &Network, all: &[Network]) -> Result<Option<OvnNetwork>, String> {
+        if n.kind != "ovn" {
+            return Ok(None);
+        }
+        let mut net = validate::parse_ovn(n, all).map_err(|e| {
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        if !net.subnets_given {
+            let (v4, v6) = self
+                .session
+                .cache()
+                .read(|v| plan::derive_subnets(v, &net))?;
+            net.subnet4 = v4;
+            net.subnet6 = v6;
+        }
+        Ok(Some(net))
+    }
+
+    /// Reload everything from the store; every key dirty.
+    fn full_load(&mut self) {
+        let networks = match self.store.networks() {
+            Ok(n) => n.into_iter().map(|s| s.value).collect::<Vec<_>>(),
+            Err(e) => return warn!(error = %e, "reading the store"),
+        };
+        let old: BTreeSet<String> = self.nets.keys().cloned().collect();
+        self.nets.clear();
+        let old_keys: BTreeSet<Key> = self.objects.keys().cloned().collect();
+        self.objects.clear();
+        for n in &networks {
+            self.load_network(n, &networks);
+        }
+        for gone in old.iter().filter(|n| !self.nets.contains_key(*n)) {
+            self.removed.insert(gone.clone());
+        }
+        self.dirty.extend(old_keys);
+        self.dirty.extend(self.objects.keys().cloned());
+    }
+
+    fn load_network(&mut self, n: &Network, all: &[Network]) {
+        let parsed = self.parse_network(n, all);
+        match &parsed {
+            Ok(_) => {
+                lock(&self.status.networks).remove(&n.name);
+            }
+            Err(e) => {
+                warn!(network = %n.name, error = %e, "network unusable: its rows are left alone");
+                lock(&self.status.networks).insert(n.name.clone(), e.clone());
+            }
+        }
+        self.nets.insert(n.name.clone(), parsed.ok().flatten());
+        if n.kind != "ovn" {
+            return;
+        }
+        if let Ok(lbs) = self.store.load_balancers(&n.name) {
+            for s in lbs {
+                self.objects.insert(
+                    (n.name.clone(), s.value.listen_address.clone()),
+                    Object::Lb(s.value, s.revision),
+                );
+            }
+        }
+        if let Ok(fwds) = self.store.forwards(&n.name) {
+            for s in fwds {
+                self.objects.insert(
+                    (n.name.clone(), s.value.listen_address.clone()),
+                    Object::Fwd(s.value, s.revision),
+                );
+            }
+        }
+    }
+
+    fn on_store(&mut self, changes: BTreeSet<Change>) {
+        for c in changes {
+            match c.listen {
+                Some(listen) => {
+                    let key = (c.network.clone(), listen.clone());
+                    let obj = match self.store.load_balancer(&c.network, &listen) {
+                        Ok(s) => Some(Object::Lb(s.value, s.revision)),
+                        Err(StoreError::NotFound(_)) => {
+                            match self.store.forward(&c.network, &listen) {
+                                Ok(s) => Some(Object::Fwd(s.value, s.revision)),
+                                Err(_) => None,
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "reading the store");
+                            continue;
+                        }
+                    };
+                    match obj {
+                        Some(o) => self.objects.insert(key.clone(), o),
+                        None => self.objects.remove(&key),
+                    };
+                    self.backoff.remove(&key);
+                    self.dirty.insert(key);
+                }
+                None => {
+                    // The network itself: reload it and all its objects.
+                    let all: Vec<Network> = self
+                        .store
+                        .networks()
+                        .map(|v| v.into_iter().map(|s| s.value).collect())
+                        .unwrap_or_default();
+                    let keys: Vec<Key> = self
+                        .objects
+                        .keys()
+                        .filter(|(n, _)| *n == c.network)
+                        .cloned()
+                        .collect();
+                    for k in &keys {
+                        self.objects.remove(k);
+                    }
+                    self.dirty.extend(keys);
+                    match all.iter().find(|n| n.name == c.network) {
+                        Some(n) => {
+                            self.load_network(n, &all);
+                            self.removed.remove(&c.network);
+                        }
+                        None => {
+                            self.nets.remove(&c.network);
+                            lock(&self.status.networks).remove(&c.network);
+                            self.removed.insert(c.network.clone());
+                        }
+                    }
+                    let now: Vec<Key> = self
+                        .objects
+                        .keys()
+                        .filter(|(n, _)| *n == c.network)
+                        .cloned()
+                        .collect();
+                    self.dirty.extend(now);
+                }
+            }
+        }
+    }
+
+    fn on_nb(&mut self, changes: Changes) {
+        if changes.resync {
+            self.dirty.extend(self.objects.keys().cloned());
+        }
+        let owner = self.opts.owner.clone();
+        let cache = self.session.cache().clone();
+        cache.read(|v| {
+            for (table, uuid) in &changes.rows {
+                match table.as_str() {
+                    "Load_Balancer" => {
+                        if let Some(k) = self.row_keys.get(uuid) {
+                            self.dirty.insert(k.clone());
+                        } else if let Some(r) =
+                            v.get(table, uuid).and_then(|r| LoadBalancer::from_row(r))
+                        {
+                            let e = &r.external_ids;
+                            if e.get(keys::OWNER) == Some(&owner) {
+                                if let (Some(n), Some(l)) =
+                                    (e.get(keys::NETWORK), e.get(keys::LISTEN))
+                                {
+                                    self.dirty.insert((n.clone(), l.clone()));
+                                }
+                            }
+                        }
+                    }
+                    "Logical_Router" | "Logical_Switch" => {
+                        // Missing attachments of our rows on the networks using it, and
+                        // our rows sitting on it for another network.
+                        let Some(row) = v.get(table, uuid) else {
+                            self.dirty.extend(self.objects.keys().cloned());
+                            continue;
+                        };
+                        let name = row.get_str("name").unwrap_or("");
+                        let set = row.get("load_balancer");
+                        for (u, k) in &self.row_keys {
+                            let Some(Some(net)) = self.nets.get(&k.0) else {
+                                continue;
+                            };
+                            let ours = if table == "Logical_Router" {
+                                net.router == name
+                            } else {
+                                net.switch == name
+                            };
+                            if ours != set.contains(&crate::ovsdb::Atom::Uuid(*u)) {
+                                self.dirty.insert(k.clone());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    fn desired_rows(&self, net: &OvnNetwork, key: &Key) -> Vec<DesiredRow> {
+        match self.objects.get(key) {
+            Some(Object::Lb(lb, rev)) => {
+                render::render_load_balancer(&self.opts.owner, net, lb, *rev)
+            }
+            Some(Object::Fwd(f, rev)) => render::render_forward(&self.opts.owner, net, f, *rev),
+            None => Vec::new(),
+        }
+    }
+
+    /// Reconcile dirty keys (and removed networks) until none is due.
+    async fn work(&mut self) {
+        if self.dirty.is_empty() && self.removed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.session.sync().await {
+            warn!(error = %e, "NB not reachable; will retry");
+            return;
+        }
+        for network in std::mem::take(&mut self.removed) {
+            self.remove_network(&network).await;
+        }
+        let now = Instant::now();
+        // Keys still backing off stay dirty; they are taken once their time comes.
+        let (due, later): (Vec<Key>, Vec<Key>) = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .partition(|k| self.backoff.get(k).is_none_or(|(at, _)| *at <= now));
+        self.dirty.extend(later);
+        let mut by_net: HashMap<String, Vec<Key>> = HashMap::new();
+        for k in due {
+            by_net.entry(k.0.clone()).or_default().push(k);
+        }
+        for (network, keys) in by_net {
+            let Some(Some(net)) = self.nets.get(&network).cloned() else {
+                // Unknown or unusable network: nothing is touched.
+                continue;
+            };
+            for chunk in keys.chunks(self.opts.batch.max(1)) {
+                self.apply_chunk(&net, chunk).await;
+            }
+        }
+    }
+
+    async fn apply_chunk(&mut self, net: &OvnNetwork, keys: &[Key]) {
+        let objects: Vec<(String, Vec<DesiredRow>)> = keys
+            .iter()
+            .map(|k| (k.1.clone(), self.desired_rows(net, k)))
+            .collect();
+        let plan = self
+            .session
+            .cache()
+            .read(|v| plan::plan_objects(&self.opts.owner, net, &objects, v));
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                lock(&self.status.networks).insert(net.name.clone(), e.message.clone());
+                return self.fail(keys, &e.to_string());
+            }
+        };
+        lock(&self.status.networks).remove(&net.name);
+        if !plan.ops.is_empty() {
+            let txn = transaction(&plan, self.session.schema());
+            match self.session.transact(&txn).await {
+                Ok(_) => {
+                    debug!(network = %net.name, keys = keys.len(), ops = plan.ops.len(), "applied")
+                }
+                Err(e)
+                    if e.is_conflict()
+                        || e.txn_error().is_some_and(|t| t.error == "duplicate uuid") =>
+                {
+                    // NB moved under us: re-plan on the next round, from the fresh cache.
+                    debug!(network = %net.name, error = %e, "conflict: re-planning");
+                    self.dirty.extend(keys.iter().cloned());
+                    return;
+                }
+                Err(e) => return self.fail(keys, &e.to_string()),
+            }
+        }
+        // Success: record what NB now holds.
+        let mut status = lock(&self.status.keys);
+        for (k, (_, rows)) in keys.iter().zip(&objects) {
+            self.backoff.remove(k);
+            self.row_keys.retain(|_, v| v != k);
+            for op in &plan.ops {
+                if let Op::Update { uuid, row, .. } = op {
+                    if row.external_ids.get(keys::LISTEN) == Some(&k.1) {
+                        self.row_keys.insert(*uuid, k.clone());
+                    }
+                }
+            }
+            let mut nb_rows = Vec::new();
+            for r in rows {
+                // Rows adopted in place keep their own UUID; find the live one.
+                let live = self.session.cache().read(|v| {
+                    v.lookup(
+                        &plan::listen_index(),
+                        &crate::ovsdb::Datum::scalar(k.1.clone()),
+                    )
+                    .iter()
+                    .filter_map(|x| LoadBalancer::from_row(x))
+                    .find(|x| {
+                        x.name == r.name
+                            && x.external_ids.get(keys::OWNER) == Some(&self.opts.owner)
+                    })
+                    .map(|x| x.uuid)
+                });
+                let u = live.unwrap_or(r.uuid);
+                self.row_keys.insert(u, k.clone());
+                nb_rows.push((r.name.clone(), u, r.protocol.clone()));
+            }
+            let st = status.entry(k.clone()).or_default();
+            match self.objects.get(k) {
+                Some(o) => {
+                    st.applied_revision = Some(o.revision());
+                    st.error.clear();
+                    st.rows = nb_rows;
+                }
+                None => {
+                    status.remove(k);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, keys: &[Key], error: &str) {
+        warn!(error, keys = keys.len(), "reconcile failed; backing off");
+        let now = Instant::now();
+        let mut status = lock(&self.status.keys);
+        for k in keys {
+            let delay = self
+                .backoff
+                .get(k)
+                .map(|(_, d)| (*d * 2).min(Duration::from_secs(30)))
+                .unwrap_or(Duration::from_secs(1));
+            self.backoff.insert(k.clone(), (now + delay, delay));
+            self.dirty.insert(k.clone());
+            status.entry(k.clone()).or_default().error = error.to_owned();
+        }
+    }
+
+    /// Delete every row of ours of a network removed from the store.
+    async fn remove_network(&mut self, network: &str) {
+        let owner = self.opts.owner.clone();
+        let ops: Vec<Op> = self.session.cache().read(|v| {
+            v.rows(LoadBalancer::NAME)
+                .filter_map(|r| LoadBalancer::from_row(r))
+                .filter(|r| {
+                    r.external_ids.get(keys::OWNER) == Some(&owner)
+                        && r.external_ids.get(keys::NETWORK).map(String::as_str) == Some(network)
+                })
+                .map(|r| Op::Delete {
+                    uuid: r.uuid,
+                    name: r.name.clone(),
+                    observed: r,
+                })
+                .collect()
+        });
+        if ops.is_empty() {
+            return;
+        }
+        let plan = plan::Plan {
+            network: network.to_owned(),
+            router: None,
+            switch: None,
+            ops,
+        };
+        match self
+            .session
+            .transact(&transaction(&plan, self.session.schema()))
+            .await
+        {
+            Ok(_) => {
+                info!(
+                    network,
+                    rows = plan.ops.len(),
+                    "network removed: its rows deleted"
+                );
+                self.row_keys.retain(|_, k| k.0 != network);
+                lock(&self.status.keys).retain(|k, _| k.0 != network);
+            }
+            Err(e) => {
+                warn!(network, error = %e, "removing a network's rows failed; will retry");
+                self.removed.insert(network.to_owned());
+            }
+        }
+    }
+}

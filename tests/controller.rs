@@ -1,0 +1,227 @@
+//! The controller against real NB + northd: store changes reach NB, drift is repaired,
+//! deletes clean up, unusable networks are left alone.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use ovnlb::lb::model::{LoadBalancersPost, Network};
+use ovnlb::nb;
+use ovnlb::ovsdb::{self, Row, Session, SessionConfig};
+use ovnlb::reconcile::controller::{Controller, ControllerOptions};
+use ovnlb::reconcile::plan::listen_index;
+use ovnlb::store::{SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
+
+fn net(name: &str, kind: &str, cfg: &[(&str, &str)]) -> Network {
+    Network {
+        name: name.into(),
+        kind: kind.into(),
+        config: cfg
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn lb(listen: &str, backends: &[&str]) -> LoadBalancersPost {
+    let b: Vec<_> = backends.iter().enumerate().map(|(i, a)| serde_json::json!({"name": format!("b{i}"), "target_address": a, "target_port": "8080"})).collect();
+    let names: Vec<String> = (0..backends.len()).map(|i| format!("b{i}")).collect();
+    serde_json::from_value(serde_json::json!({
+        "listen_address": listen, "backends": b,
+        "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": names}]
+    }))
+    .unwrap()
+}
+
+fn session(ovn: &Ovn) -> Session {
+    let mut cfg = SessionConfig::new(vec![ovn.nb.unix()], Arc::new(ovsdb::ovn_nb_schema()));
+    cfg.monitor = nb::monitor_requests();
+    cfg.indexes = vec![listen_index()];
+    Session::start(cfg).unwrap()
+}
+
+fn our_rows(ovn: &Ovn) -> Vec<(uuid::Uuid, Row)> {
+    ovn.nb
+        .dump(&["Load_Balancer"])
+        .remove("Load_Balancer")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, r)| r["external_ids"].map_get("ovnlb:owner") == Some("ovnlb"))
+        .collect()
+}
+
+fn vip(ovn: &Ovn, name: &str, vip: &str) -> Option<String> {
+    our_rows(ovn)
+        .into_iter()
+        .find(|(_, r)| r["name"].as_str() == Some(name))
+        .and_then(|(_, r)| r["vips"].map_get(vip).map(str::to_owned))
+}
+
+fn attached(ovn: &Ovn, table: &str, name: &str) -> usize {
+    ovn.nb.dump(&[table])[table]
+        .values()
+        .find(|r| r["name"].as_str() == Some(name))
+        .map(|r| r["load_balancer"].len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_to_nb_continuously() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    store
+        .create_network(&net(
+            "uplink",
+            "physical",
+            &[("ipv4.routes", "192.0.2.0/24")],
+        ))
+        .unwrap();
+    store
+        .create_network(&net(
+            "ovn1",
+            "ovn",
+            &[
+                ("network", "uplink"),
+                ("ovn.router", "lxd-net1-lr"),
+                ("ovn.switch", "lxd-net1-ls-int"),
+            ],
+        ))
+        .unwrap();
+    let s = session(&ovn);
+    let ctl = Controller::new(
+        s.clone(),
+        store.clone(),
+        ControllerOptions {
+            resync_every: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    let status = ctl.status();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ctl.run(cancel.clone()));
+    let name = "ovnlb-ovn1-lb-192.0.2.10-tcp";
+
+    // Create.
+    store
+        .create_load_balancer("ovn1", &lb("192.0.2.10", &["10.0.0.11", "10.0.0.12"]))
+        .unwrap();
+    eventually(20, "row created", || {
+        (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.11:8080,10.0.0.12:8080"))
+            .then_some(())
+    })
+    .await;
+    eventually(20, "attached", || {
+        (attached(&ovn, "Logical_Router", "lxd-net1-lr") == 1
+            && attached(&ovn, "Logical_Switch", "lxd-net1-ls-int") == 1)
+            .then_some(())
+    })
+    .await;
+    let uuid = our_rows(&ovn)[0].0;
+    let st = eventually(20, "status", || {
+        status
+            .key("ovn1", "192.0.2.10")
+            .filter(|s| s.applied_revision == Some(1))
+    })
+    .await;
+    assert_eq!(st.rows, [(name.to_owned(), uuid, "tcp".to_owned())]);
+    ovn.sync();
+    assert_eq!(ovn.trace("tcp", "192.0.2.10", 80).len(), 2);
+
+    // Update: in place, revision 2 applied.
+    store
+        .update_load_balancer(
+            "ovn1",
+            "192.0.2.10",
+            &lb("192.0.2.10", &["10.0.0.13"]).put,
+            Some(1),
+        )
+        .unwrap();
+    eventually(20, "row updated", || {
+        (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")).then_some(())
+    })
+    .await;
+    assert_eq!(our_rows(&ovn)[0].0, uuid, "same row");
+    eventually(20, "revision 2 applied", || {
+        status
+            .key("ovn1", "192.0.2.10")
+            .filter(|s| s.applied_revision == Some(2))
+    })
+    .await;
+
+    // Drift, each kind, repaired without any store change.
+    ovn.nb.nbctl(&[
+        "set",
+        "Load_Balancer",
+        &uuid.to_string(),
+        "vips:\"192.0.2.10:80\"=\"10.0.0.99:80\"",
+    ]);
+    eventually(20, "vips repaired", || {
+        (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")).then_some(())
+    })
+    .await;
+    ovn.nb
+        .nbctl(&["lr-lb-del", "lxd-net1-lr", &uuid.to_string()]);
+    eventually(20, "re-attached", || {
+        (attached(&ovn, "Logical_Router", "lxd-net1-lr") == 1).then_some(())
+    })
+    .await;
+    ovn.nb.nbctl(&["lb-del", &uuid.to_string()]);
+    eventually(20, "recreated", || {
+        (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")
+            && attached(&ovn, "Logical_Switch", "lxd-net1-ls-int") == 1)
+            .then_some(())
+    })
+    .await;
+
+    // A network whose router does not exist: reported, nothing touched.
+    store
+        .create_network(&net(
+            "ovn2",
+            "ovn",
+            &[
+                ("network", "uplink"),
+                ("ovn.router", "missing-lr"),
+                ("ovn.switch", "lxd-net1-ls-int"),
+                ("ipv4.address", "10.0.0.1/24"),
+            ],
+        ))
+        .unwrap();
+    store
+        .create_load_balancer("ovn2", &lb("192.0.2.20", &["10.0.0.11"]))
+        .unwrap();
+    let e = eventually(20, "network error", || status.network_error("ovn2")).await;
+    assert!(e.contains("Logical_Router \"missing-lr\" not found"), "{e}");
+    assert_eq!(our_rows(&ovn).len(), 1);
+
+    // Delete the load balancer, then the network: nothing of ours stays.
+    store
+        .create_load_balancer("ovn1", &lb("192.0.2.11", &["10.0.0.11"]))
+        .unwrap();
+    eventually(20, "second row", || {
+        (our_rows(&ovn).len() == 2).then_some(())
+    })
+    .await;
+    store
+        .delete_load_balancer("ovn1", "192.0.2.10", None)
+        .unwrap();
+    eventually(20, "row deleted", || {
+        (our_rows(&ovn).len() == 1).then_some(())
+    })
+    .await;
+    store.delete_network("ovn1", None).unwrap();
+    eventually(20, "network's rows deleted", || {
+        our_rows(&ovn).is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(attached(&ovn, "Logical_Router", "lxd-net1-lr"), 0);
+
+    cancel.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
