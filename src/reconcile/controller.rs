@@ -119,8 +119,11 @@ pub struct Controller {
     removed: BTreeSet<String>,
     /// Per-key backoff: (retry at, current delay).
     backoff: HashMap<Key, (Instant, Duration)>,
-    /// Our NB rows → their key.
-    row_keys: HashMap<Uuid, Key>,
+    /// Our NB rows → their key and what we last wrote into them. NB events whose row
+    /// still matches are the echo of our own commits and are ignored.
+    applied: HashMap<Uuid, (Key, DesiredRow)>,
+    /// Key → its NB rows (reverse of `applied`).
+    key_rows: HashMap<Key, Vec<Uuid>>,
 }
 
 impl Controller {
@@ -137,7 +140,8 @@ impl Controller {
             dirty: BTreeSet::new(),
             removed: BTreeSet::new(),
             backoff: HashMap::new(),
-            row_keys: HashMap::new(),
+            applied: HashMap::new(),
+            key_rows: HashMap::new(),
         }
     }
 
@@ -340,31 +344,34 @@ impl Controller {
             for (table, uuid) in &changes.rows {
                 match table.as_str() {
                     "Load_Balancer" => {
-                        if let Some(k) = self.row_keys.get(uuid) {
-                            self.dirty.insert(k.clone());
-                        } else if let Some(r) =
-                            v.get(table, uuid).and_then(|r| LoadBalancer::from_row(r))
-                        {
-                            let e = &r.external_ids;
-                            if e.get(keys::OWNER) == Some(&owner) {
+                        let row = v.get(table, uuid);
+                        if let Some((k, want)) = self.applied.get(uuid) {
+                            // The echo of our own write: nothing to do.
+                            if !row.is_some_and(|r| plan::row_matches(r, want)) {
+                                self.dirty.insert(k.clone());
+                            }
+                        } else if let Some(r) = row {
+                            let e = r.get("external_ids");
+                            if e.map_get(keys::OWNER) == Some(owner.as_str()) {
                                 if let (Some(n), Some(l)) =
-                                    (e.get(keys::NETWORK), e.get(keys::LISTEN))
+                                    (e.map_get(keys::NETWORK), e.map_get(keys::LISTEN))
                                 {
-                                    self.dirty.insert((n.clone(), l.clone()));
+                                    self.dirty.insert((n.to_owned(), l.to_owned()));
                                 }
                             }
                         }
                     }
                     "Logical_Router" | "Logical_Switch" => {
                         // Missing attachments of our rows on the networks using it, and
-                        // our rows sitting on it for another network.
+                        // our rows on it for another network (binary searches over the
+                        // rows we placed).
                         let Some(row) = v.get(table, uuid) else {
                             self.dirty.extend(self.objects.keys().cloned());
                             continue;
                         };
                         let name = row.get_str("name").unwrap_or("");
                         let set = row.get("load_balancer");
-                        for (u, k) in &self.row_keys {
+                        for (u, (k, _)) in &self.applied {
                             let Some(Some(net)) = self.nets.get(&k.0) else {
                                 continue;
                             };
@@ -466,15 +473,11 @@ impl Controller {
         let mut status = lock(&self.status.keys);
         for (k, (_, rows)) in keys.iter().zip(&objects) {
             self.backoff.remove(k);
-            self.row_keys.retain(|_, v| v != k);
-            for op in &plan.ops {
-                if let Op::Update { uuid, row, .. } = op {
-                    if row.external_ids.get(keys::LISTEN) == Some(&k.1) {
-                        self.row_keys.insert(*uuid, k.clone());
-                    }
-                }
+            for u in self.key_rows.remove(k).unwrap_or_default() {
+                self.applied.remove(&u);
             }
             let mut nb_rows = Vec::new();
+            let mut uuids = Vec::new();
             for r in rows {
                 // Rows adopted in place keep their own UUID; find the live one.
                 let live = self.session.cache().read(|v| {
@@ -483,20 +486,24 @@ impl Controller {
                         &crate::ovsdb::Datum::scalar(k.1.clone()),
                     )
                     .iter()
-                    .filter_map(|x| LoadBalancer::from_row(x))
                     .find(|x| {
-                        x.name == r.name
-                            && x.external_ids.get(keys::OWNER) == Some(&self.opts.owner)
+                        x.get_str("name") == Some(r.name.as_str())
+                            && x.get("external_ids").map_get(keys::OWNER)
+                                == Some(self.opts.owner.as_str())
                     })
                     .map(|x| x.uuid)
                 });
                 let u = live.unwrap_or(r.uuid);
-                self.row_keys.insert(u, k.clone());
+                self.applied.insert(u, (k.clone(), r.clone()));
+                uuids.push(u);
                 nb_rows.push((r.name.clone(), u, r.protocol.clone()));
             }
-            let st = status.entry(k.clone()).or_default();
+            if !uuids.is_empty() {
+                self.key_rows.insert(k.clone(), uuids);
+            }
             match self.objects.get(k) {
                 Some(o) => {
+                    let st = status.entry(k.clone()).or_default();
                     st.applied_revision = Some(o.revision());
                     st.error.clear();
                     st.rows = nb_rows;
@@ -561,7 +568,8 @@ impl Controller {
                     rows = plan.ops.len(),
                     "network removed: its rows deleted"
                 );
-                self.row_keys.retain(|_, k| k.0 != network);
+                self.applied.retain(|_, (k, _)| k.0 != network);
+                self.key_rows.retain(|k, _| k.0 != network);
                 lock(&self.status.keys).retain(|k, _| k.0 != network);
             }
             Err(e) => {

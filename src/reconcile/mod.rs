@@ -9,7 +9,7 @@
 pub mod controller;
 pub mod plan;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,33 +166,39 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                 );
                 t.delete(LoadBalancer::NAME, vec![Condition::uuid(*uuid)]);
             }
+            // Attachments are gathered below: one mutate per router or switch.
+            Op::Attach { .. } | Op::Detach { .. } => {}
+        }
+    }
+    let mut mutations: BTreeMap<(&str, uuid::Uuid, bool), Vec<Atom>> = BTreeMap::new();
+    for op in &plan.ops {
+        match op {
             Op::Attach {
                 table, target, lb, ..
-            } => {
-                t.mutate(
-                    table,
-                    vec![Condition::uuid(*target)],
-                    vec![Mutation::new(
-                        "load_balancer",
-                        Mutator::Insert,
-                        Datum::scalar(Atom::Uuid(*lb)),
-                    )],
-                );
-            }
+            } => mutations
+                .entry((table, *target, true))
+                .or_default()
+                .push(Atom::Uuid(*lb)),
             Op::Detach {
                 table, target, lb, ..
-            } => {
-                t.mutate(
-                    table,
-                    vec![Condition::uuid(*target)],
-                    vec![Mutation::new(
-                        "load_balancer",
-                        Mutator::Delete,
-                        Datum::scalar(Atom::Uuid(*lb)),
-                    )],
-                );
-            }
+            } => mutations
+                .entry((table, *target, false))
+                .or_default()
+                .push(Atom::Uuid(*lb)),
+            _ => {}
         }
+    }
+    for ((table, target, insert), lbs) in mutations {
+        let m = if insert {
+            Mutator::Insert
+        } else {
+            Mutator::Delete
+        };
+        t.mutate(
+            table,
+            vec![Condition::uuid(target)],
+            vec![Mutation::new("load_balancer", m, Datum::from_atoms(lbs))],
+        );
     }
     t
 }

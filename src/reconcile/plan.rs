@@ -5,7 +5,7 @@
 //! network's router and internal switch are added where missing and removed from any
 //! other router or switch.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -238,6 +238,23 @@ pub fn derive_subnets(
     Ok((v4, v6))
 }
 
+/// Whether a cached row already has the managed columns of `want` (no allocation).
+pub fn row_matches(row: &CacheRow, want: &DesiredRow) -> bool {
+    fn str_map_eq(d: &crate::ovsdb::Datum, want: &BTreeMap<String, String>) -> bool {
+        let Some(pairs) = d.as_map() else {
+            return false;
+        };
+        pairs.len() == want.len()
+            && pairs.iter().zip(want).all(|((k, v), (wk, wv))| {
+                k.as_str() == Some(wk.as_str()) && v.as_str() == Some(wv.as_str())
+            })
+    }
+    row.get_str("name") == Some(want.name.as_str())
+        && row.get_str("protocol") == Some(want.protocol.as_str())
+        && str_map_eq(row.get("vips"), &want.vips)
+        && str_map_eq(row.get("external_ids"), &want.external_ids)
+}
+
 fn owned_by(row: &LoadBalancer, owner: &str) -> bool {
     row.external_ids.get(keys::OWNER).map(String::as_str) == Some(owner)
 }
@@ -270,6 +287,21 @@ fn diff(observed: &LoadBalancer, want: &DesiredRow) -> BTreeMap<String, (String,
     c
 }
 
+/// The router and switch rows of a network (only their UUID and name are needed).
+fn targets(
+    view: &CacheView,
+    net: &OvnNetwork,
+) -> Result<((Uuid, String), (Uuid, String)), PlanError> {
+    let r = unique_by_name(view, LogicalRouter::NAME, &net.router, &net.name)?;
+    let s = unique_by_name(view, LogicalSwitch::NAME, &net.switch, &net.name)?;
+    Ok(((r.uuid, net.router.clone()), (s.uuid, net.switch.clone())))
+}
+
+fn owned_row(r: &CacheRow, owner: &str, network: &str) -> bool {
+    let e = r.get("external_ids");
+    e.map_get(keys::OWNER) == Some(owner) && e.map_get(keys::NETWORK) == Some(network)
+}
+
 /// Plan one network.
 ///
 /// # Errors
@@ -279,40 +311,19 @@ pub fn plan_network(
     net: &ResolvedNetwork,
     view: &CacheView,
 ) -> Result<Plan, PlanError> {
-    let name = &net.net.name;
-    let router = LogicalRouter::from_row(&*unique_by_name(
-        view,
-        LogicalRouter::NAME,
-        &net.net.router,
-        name,
-    )?)
-    .ok_or_else(|| PlanError {
-        network: name.clone(),
-        message: "bad Logical_Router row".into(),
-    })?;
-    let switch = LogicalSwitch::from_row(&*unique_by_name(
-        view,
-        LogicalSwitch::NAME,
-        &net.net.switch,
-        name,
-    )?)
-    .ok_or_else(|| PlanError {
-        network: name.clone(),
-        message: "bad Logical_Switch row".into(),
-    })?;
+    let (router, switch) = targets(view, &net.net)?;
     let desired = render_network(owner, net);
-    let owned: Vec<LoadBalancer> = view
+    let owned: Vec<&std::sync::Arc<CacheRow>> = view
         .rows(LoadBalancer::NAME)
-        .filter_map(|r| LoadBalancer::from_row(r))
-        .filter(|r| owned_by(r, owner) && r.external_ids.get(keys::NETWORK) == Some(name))
+        .filter(|r| owned_row(r, owner, &net.net.name))
         .collect();
     Ok(plan_rows(
-        name,
+        &net.net.name,
         &desired,
         &owned,
         view,
-        (&router.uuid, &router.name),
-        (&switch.uuid, &switch.name),
+        router,
+        switch,
     ))
 }
 
@@ -338,47 +349,20 @@ pub fn plan_objects(
     objects: &[(String, Vec<DesiredRow>)],
     view: &CacheView,
 ) -> Result<Plan, PlanError> {
-    let name = &net.name;
-    let router = LogicalRouter::from_row(&*unique_by_name(
-        view,
-        LogicalRouter::NAME,
-        &net.router,
-        name,
-    )?)
-    .ok_or_else(|| PlanError {
-        network: name.clone(),
-        message: "bad Logical_Router row".into(),
-    })?;
-    let switch = LogicalSwitch::from_row(&*unique_by_name(
-        view,
-        LogicalSwitch::NAME,
-        &net.switch,
-        name,
-    )?)
-    .ok_or_else(|| PlanError {
-        network: name.clone(),
-        message: "bad Logical_Switch row".into(),
-    })?;
+    let (router, switch) = targets(view, net)?;
     let index = listen_index();
     let mut desired = Vec::new();
-    let mut owned = Vec::new();
+    let mut found = Vec::new();
     for (listen, rows) in objects {
         desired.extend(rows.iter().cloned());
-        owned.extend(
+        found.extend(
             view.lookup(&index, &crate::ovsdb::Datum::scalar(listen.clone()))
-                .iter()
-                .filter_map(|r| LoadBalancer::from_row(r))
-                .filter(|r| owned_by(r, owner) && r.external_ids.get(keys::NETWORK) == Some(name)),
+                .into_iter()
+                .filter(|r| owned_row(r, owner, &net.name)),
         );
     }
-    Ok(plan_rows(
-        name,
-        &desired,
-        &owned,
-        view,
-        (&router.uuid, &router.name),
-        (&switch.uuid, &switch.name),
-    ))
+    let owned: Vec<&std::sync::Arc<CacheRow>> = found.iter().collect();
+    Ok(plan_rows(&net.name, &desired, &owned, view, router, switch))
 }
 
 /// Rows of ours whose network is not among `known`: what `--prune` deletes.
@@ -403,34 +387,45 @@ pub fn plan_prune(owner: &str, known: &HashSet<&str>, view: &CacheView) -> Vec<O
 fn plan_rows(
     network: &str,
     desired: &[DesiredRow],
-    owned: &[LoadBalancer],
+    owned: &[&std::sync::Arc<CacheRow>],
     view: &CacheView,
-    router: (&Uuid, &str),
-    switch: (&Uuid, &str),
+    router: (Uuid, String),
+    switch: (Uuid, String),
 ) -> Plan {
     let mut ops = Vec::new();
     let mut claimed: HashSet<Uuid> = HashSet::new();
     let mut final_uuids = Vec::new();
+    // Indexes: linear in the rows, never quadratic.
+    let by_uuid: HashMap<Uuid, &CacheRow> = owned.iter().map(|r| (r.uuid, &***r)).collect();
+    let desired_uuids: HashSet<Uuid> = desired.iter().map(|d| d.uuid).collect();
+    let mut by_name: HashMap<&str, Vec<&CacheRow>> = HashMap::new();
+    for r in owned.iter().filter(|r| !desired_uuids.contains(&r.uuid)) {
+        by_name
+            .entry(r.get_str("name").unwrap_or(""))
+            .or_default()
+            .push(r);
+    }
+    let typed = |r: &CacheRow| LoadBalancer::from_row(r).unwrap_or_default();
     for want in desired {
         // Ours by UUID; else an owned row of the same name (adopted, UUID kept).
-        let existing = owned.iter().find(|r| r.uuid == want.uuid).or_else(|| {
-            owned.iter().find(|r| {
-                r.name == want.name
-                    && !claimed.contains(&r.uuid)
-                    && !desired.iter().any(|d| d.uuid == r.uuid)
-            })
+        let existing = by_uuid.get(&want.uuid).copied().or_else(|| {
+            by_name
+                .get(want.name.as_str())
+                .and_then(|v| v.iter().find(|r| !claimed.contains(&r.uuid)).copied())
         });
         match existing {
             Some(r) => {
                 claimed.insert(r.uuid);
-                let changes = diff(r, want);
-                if !changes.is_empty() {
+                // Typed rows are built only for rows that differ.
+                if !row_matches(r, want) {
+                    let observed = typed(r);
+                    let changes = diff(&observed, want);
                     ops.push(Op::Update {
                         uuid: r.uuid,
                         name: want.name.clone(),
                         changes,
                         row: want.clone(),
-                        observed: r.clone(),
+                        observed,
                     });
                 }
                 final_uuids.push((r.uuid, want.name.clone()));
@@ -449,18 +444,20 @@ fn plan_rows(
         }
     }
     for r in owned.iter().filter(|r| !claimed.contains(&r.uuid)) {
+        let observed = typed(r);
         ops.push(Op::Delete {
             uuid: r.uuid,
-            name: r.name.clone(),
-            observed: r.clone(),
+            name: observed.name.clone(),
+            observed,
         });
     }
     // Attachments: on the network's router and switch; on no other. Membership is a
     // binary search in the (sorted) sets: the cost does not grow with their size.
     let empty = crate::ovsdb::Datum::empty();
-    for (table, (target, target_name)) in
-        [(LogicalRouter::NAME, router), (LogicalSwitch::NAME, switch)]
-    {
+    for (table, (target, target_name)) in [
+        (LogicalRouter::NAME, &router),
+        (LogicalSwitch::NAME, &switch),
+    ] {
         let attached = view
             .get(table, target)
             .map(|r| r.get("load_balancer"))
@@ -470,7 +467,7 @@ fn plan_rows(
                 ops.push(Op::Attach {
                     table: table.into(),
                     target: *target,
-                    target_name: target_name.into(),
+                    target_name: target_name.clone(),
                     lb: *u,
                     lb_name: n.clone(),
                 });
@@ -494,8 +491,8 @@ fn plan_rows(
     }
     Plan {
         network: network.into(),
-        router: Some((*router.0, router.1.into())),
-        switch: Some((*switch.0, switch.1.into())),
+        router: Some(router),
+        switch: Some(switch),
         ops,
     }
 }

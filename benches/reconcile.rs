@@ -1,0 +1,358 @@
+//! Reconciler benchmark (issue 3), side by side in one run on fresh NB servers:
+//!
+//! - reconcile 10,000 load balancers (tcp and udp, 4 backends each: 20,000 rows) from
+//!   empty with `ovnlb reconcile`'s pass, against the raw floor (the same transaction,
+//!   pre-built, written to a raw socket);
+//! - a no-op pass over them;
+//! - one-backend changes through the store and the controller, latency until NB holds
+//!   them (p50/p99), with 100 and with 10,000 present;
+//! - LXD's way: one `ovn-nbctl` process per operation (lb-add, lr-lb-add, ls-lb-add),
+//!   sampled as 100 load balancers at 0, 2,500 and 10,000 present.
+//!
+//! Run: `scripts/bench-reconcile.sh` (or `cargo bench --bench reconcile`); `N=1000` for a
+//! smaller run, `BENCH_SKIP_LXD=1` to leave out the (slow) LXD sampling.
+
+#[allow(missing_docs)]
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::OvsdbServer;
+use ovnlb::lb::model::{LoadBalancersPost, Network};
+use ovnlb::lb::state::{DesiredNetwork, DesiredState};
+use ovnlb::ovsdb::{self, Framer, Session, SessionConfig};
+use ovnlb::reconcile::controller::{Controller, ControllerOptions};
+use ovnlb::reconcile::plan::listen_index;
+use ovnlb::reconcile::{reconcile_pass, resolve_with, transaction, PassOptions};
+use ovnlb::store::{SqliteStore, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn listen(i: usize) -> String {
+    format!("198.{}.{}.{}", 18 + i / 65536, (i / 256) % 256, i % 256)
+}
+
+fn lb(i: usize, gen: usize) -> LoadBalancersPost {
+    let b: Vec<_> = (1..=4)
+        .map(|k| serde_json::json!({"name": format!("b{k}"), "target_address": format!("10.0.{}.{}", (i / 250) % 250, i % 250 + 1), "target_port": format!("{}", 8000 + k + gen)}))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "listen_address": listen(i), "backends": b,
+        "ports": [
+            {"protocol": "tcp", "listen_port": "80", "target_backend": ["b1", "b2", "b3", "b4"]},
+            {"protocol": "udp", "listen_port": "53", "target_backend": ["b1", "b2", "b3", "b4"]}
+        ]
+    }))
+    .unwrap()
+}
+
+fn networks() -> Vec<Network> {
+    let n = |name: &str, kind: &str, cfg: &[(&str, &str)]| Network {
+        name: name.into(),
+        kind: kind.into(),
+        config: cfg
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
+        ..Default::default()
+    };
+    vec![
+        n("uplink", "physical", &[("ipv4.routes", "198.18.0.0/15")]),
+        n(
+            "ovn1",
+            "ovn",
+            &[
+                ("network", "uplink"),
+                ("ovn.router", "lxd-net1-lr"),
+                ("ovn.switch", "lxd-net1-ls-int"),
+                ("ipv4.address", "10.0.0.1/16"),
+            ],
+        ),
+    ]
+}
+
+fn state(n: usize) -> DesiredState {
+    let nets = networks();
+    DesiredState {
+        networks: vec![
+            DesiredNetwork {
+                network: nets[0].clone(),
+                ..Default::default()
+            },
+            DesiredNetwork {
+                network: nets[1].clone(),
+                load_balancers: (0..n).map(|i| lb(i, 0)).collect(),
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+fn server() -> OvsdbServer {
+    let srv = OvsdbServer::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox.sh");
+    let st = Command::new("bash")
+        .arg(script)
+        .arg("topology")
+        .arg(srv.db())
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    srv
+}
+
+fn session(srv: &OvsdbServer) -> Session {
+    let mut cfg = SessionConfig::new(vec![srv.unix()], Arc::new(ovsdb::ovn_nb_schema()));
+    cfg.monitor = ovnlb::nb::monitor_requests();
+    cfg.indexes = vec![listen_index()];
+    Session::start(cfg).unwrap()
+}
+
+fn count_rows(srv: &OvsdbServer) -> usize {
+    srv.dump(&["Load_Balancer"])
+        .get("Load_Balancer")
+        .map_or(0, |t| t.len())
+}
+
+/// The pass's own transaction, pre-built, on a raw socket: the floor.
+async fn raw_floor(n: usize) -> f64 {
+    let srv = server();
+    let s = session(&srv);
+    s.cache().wait_ready().await;
+    let nets = resolve_with(&s, &state(n), &Default::default()).unwrap();
+    let plan = s
+        .cache()
+        .read(|v| ovnlb::reconcile::plan::plan_network("ovnlb", &nets[0], v))
+        .unwrap();
+    let txn = transaction(&plan, s.schema());
+    let mut bytes = b"{\"id\":1,\"method\":\"transact\",\"params\":".to_vec();
+    txn.encode_params(&mut bytes);
+    bytes.push(b'}');
+    let mut sock = tokio::net::UnixStream::connect(&srv.sock).await.unwrap();
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let t0 = Instant::now();
+    sock.write_all(&bytes).await.unwrap();
+    loop {
+        let k = sock.read(&mut buf).await.unwrap();
+        framer.extend(&buf[..k]);
+        if framer.next_frame().unwrap().is_some() {
+            break;
+        }
+    }
+    let el = ms(t0.elapsed());
+    assert_eq!(count_rows(&srv), 2 * n);
+    el
+}
+
+/// The ad-hoc pass from empty, and a no-op pass after it.
+async fn pass_from_empty(n: usize) -> (f64, f64) {
+    let srv = server();
+    let s = session(&srv);
+    s.cache().wait_ready().await;
+    let st = state(n);
+    let t0 = Instant::now();
+    let r = reconcile_pass(&s, &st, &PassOptions::default())
+        .await
+        .unwrap();
+    let el = ms(t0.elapsed());
+    assert!(r.converged && r.errors.is_empty());
+    assert_eq!(count_rows(&srv), 2 * n);
+    let t1 = Instant::now();
+    let r = reconcile_pass(
+        &s,
+        &st,
+        &PassOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let noop = ms(t1.elapsed());
+    assert!(r.plans.is_empty());
+    (el, noop)
+}
+
+/// Controller latency of single-backend changes with `n` present: store write → NB row
+/// holds the new VIP target (seen in the cache).
+async fn change_latency(n: usize, samples: usize) -> (f64, f64) {
+    let srv = server();
+    let s = session(&srv);
+    s.cache().wait_ready().await;
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    for net in networks() {
+        store.create_network(&net).unwrap();
+    }
+    // Fill NB through the pass (fast), and the store row by row.
+    reconcile_pass(&s, &state(n), &PassOptions::default())
+        .await
+        .unwrap();
+    for i in 0..n {
+        let mut l = lb(i, 0);
+        l.normalise();
+        store.create_load_balancer("ovn1", &l).unwrap();
+    }
+    let ctl = Controller::new(
+        s.clone(),
+        store.clone(),
+        ControllerOptions {
+            resync_every: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    let status = ctl.status();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(ctl.run(cancel.clone()));
+    // Wait for the initial full pass to settle (every key applied).
+    let listen_last = listen(n - 1);
+    while status
+        .key("ovn1", &listen_last)
+        .and_then(|k| k.applied_revision)
+        .is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lat = Vec::new();
+    let mut sub = s.cache().subscribe();
+    for k in 0..samples {
+        let i = (k * 7919) % n;
+        let want = format!("10.0.{}.{}:{}", (i / 250) % 250, i % 250 + 1, 8001 + k + 1);
+        let rows = lb(i, k + 1);
+        sub.try_changed();
+        let t0 = Instant::now();
+        store
+            .update_load_balancer("ovn1", &listen(i), &rows.put, None)
+            .unwrap();
+        let vip = format!("{}:80", listen(i));
+        loop {
+            let seen = s.cache().read(|v| {
+                v.lookup(&listen_index(), &ovsdb::Datum::scalar(listen(i)))
+                    .iter()
+                    .any(|r| {
+                        r.get("vips")
+                            .map_get(&vip)
+                            .is_some_and(|b| b.starts_with(&want))
+                    })
+            });
+            if seen {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), sub.changed()).await;
+        }
+        lat.push(ms(t0.elapsed()));
+    }
+    cancel.cancel();
+    let _ = task.await;
+    lat.sort_by(f64::total_cmp);
+    (
+        lat[lat.len() / 2],
+        lat[(lat.len() * 99 / 100).min(lat.len() - 1)],
+    )
+}
+
+/// LXD's way: ovn-nbctl per operation, 100 load balancers on top of `present`.
+async fn lxd_way(present: usize) -> f64 {
+    let srv = server();
+    if present > 0 {
+        let s = session(&srv);
+        s.cache().wait_ready().await;
+        reconcile_pass(&s, &state(present), &PassOptions::default())
+            .await
+            .unwrap();
+        s.shutdown();
+    }
+    let db = srv.db();
+    let nbctl = |args: &[&str]| {
+        let st = Command::new("ovn-nbctl")
+            .arg(format!("--db={db}"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    };
+    let t0 = Instant::now();
+    for k in 0..100 {
+        let i = present + k;
+        let name = format!("lxd-net1-lb-{}-tcp", listen(i));
+        let backends: Vec<String> = (1..=4)
+            .map(|b| format!("10.0.{}.{}:{}", (i / 250) % 250, i % 250 + 1, 8000 + b))
+            .collect();
+        nbctl(&[
+            "--may-exist",
+            "lb-add",
+            &name,
+            &format!("{}:80", listen(i)),
+            &backends.join(","),
+            "tcp",
+        ]);
+        nbctl(&["--may-exist", "lr-lb-add", "lxd-net1-lr", &name]);
+        nbctl(&["--may-exist", "ls-lb-add", "lxd-net1-ls-int", &name]);
+    }
+    ms(t0.elapsed()) / 100.0
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    eprintln!("reconcile benchmark: {n} load balancers ({} rows)", 2 * n);
+    let mut floor = vec![];
+    let mut ours = vec![];
+    let mut noop = vec![];
+    for _ in 0..3 {
+        floor.push(raw_floor(n).await);
+        let (a, b) = pass_from_empty(n).await;
+        ours.push(a);
+        noop.push(b);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (floor, ours, noop) = (med(floor), med(ours), med(noop));
+    eprintln!("from empty: ours {ours:.0} ms, floor {floor:.0} ms; no-op {noop:.1} ms");
+    let (p50_small, p99_small) = change_latency(100, 100).await;
+    let (p50, p99) = change_latency(n, 200).await;
+    eprintln!("change: {p50:.2}/{p99:.2} ms at {n}, {p50_small:.2}/{p99_small:.2} at 100");
+    let lxd: Vec<(usize, f64)> = if std::env::var("BENCH_SKIP_LXD").is_ok() {
+        vec![]
+    } else {
+        vec![
+            (0, lxd_way(0).await),
+            (n / 4, lxd_way(n / 4).await),
+            (n, lxd_way(n).await),
+        ]
+    };
+
+    println!("| measurement | result |");
+    println!("|---|---|");
+    println!(
+        "| reconcile {n} LBs ({} rows) from empty: `ovnlb reconcile` pass | {ours:.0} ms |",
+        2 * n
+    );
+    println!("| the same transaction, pre-built, raw on the socket (floor) | {floor:.0} ms |");
+    println!("| pass / floor | {:.2}x (target ≤ 1.5x) |", ours / floor);
+    println!("| no-op pass over {n} (validate, render, plan against the cache) | {noop:.1} ms (target < 50 ms) |");
+    println!("| one-backend change via the controller, {n} present: p50 / p99 | {p50:.2} / {p99:.2} ms (target p50 < 5 ms) |");
+    println!("| the same with 100 present: p50 / p99 | {p50_small:.2} / {p99_small:.2} ms |");
+    for (present, per) in lxd {
+        println!("| LXD's way (ovn-nbctl per operation, 3 per LB), {present} present | {per:.1} ms per LB |");
+    }
+}
