@@ -287,11 +287,11 @@ fn diff(observed: &LoadBalancer, want: &DesiredRow) -> BTreeMap<String, (String,
     c
 }
 
+/// A router or switch: its UUID and name.
+type Target = (Uuid, String);
+
 /// The router and switch rows of a network (only their UUID and name are needed).
-fn targets(
-    view: &CacheView,
-    net: &OvnNetwork,
-) -> Result<((Uuid, String), (Uuid, String)), PlanError> {
+fn targets(view: &CacheView, net: &OvnNetwork) -> Result<(Target, Target), PlanError> {
     let r = unique_by_name(view, LogicalRouter::NAME, &net.router, &net.name)?;
     let s = unique_by_name(view, LogicalSwitch::NAME, &net.switch, &net.name)?;
     Ok(((r.uuid, net.router.clone()), (s.uuid, net.switch.clone())))
@@ -389,8 +389,8 @@ fn plan_rows(
     desired: &[DesiredRow],
     owned: &[&std::sync::Arc<CacheRow>],
     view: &CacheView,
-    router: (Uuid, String),
-    switch: (Uuid, String),
+    router: Target,
+    switch: Target,
 ) -> Plan {
     let mut ops = Vec::new();
     let mut claimed: HashSet<Uuid> = HashSet::new();

@@ -7,7 +7,8 @@
 //! balancer or forward.
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE networks (
     id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     name TEXT NOT NULL UNIQUE,
@@ -90,4 +91,12 @@ CREATE TRIGGER fwd_listen_update AFTER UPDATE OF uplink ON networks_forwards BEG
     DELETE FROM uplink_listeners WHERE uplink = OLD.uplink AND listen_address = OLD.listen_address;
     INSERT INTO uplink_listeners (uplink, listen_address, owner) VALUES (NEW.uplink, NEW.listen_address, 'forward');
 END;
-"#];
+"#,
+    // 2: lookups by (network, listen address) without scanning the network's objects (the
+    // spec's UNIQUE has node_id in the middle, so SQLite cannot use it for them). Also the
+    // uniqueness LXD meant: one object per listen address per network.
+    r#"
+CREATE UNIQUE INDEX networks_load_balancers_listen ON networks_load_balancers (network_id, listen_address);
+CREATE UNIQUE INDEX networks_forwards_listen ON networks_forwards (network_id, listen_address);
+"#,
+];
