@@ -3,10 +3,11 @@
 # nothing when everything is already there.
 #   OVS/OVN: ovsdb-server/tool/client, ovn-northd, ovn-nbctl, ovn-trace, ovn-controller,
 #            ovs-vswitchd (data plane), the OVN NB schema
-#   tests:   openssl (test certificates), setpriv (util-linux), iproute2, ethtool
+#   tests:   openssl (test certificates), setpriv (util-linux), iproute2 and ethtool (network
+#            namespaces of the data-plane test), curl
 #   peers:   lxd-client (lxc compatibility), python3-openvswitch, python3-ovsdbapp
 set -euo pipefail
-PKGS=(ovn-central ovn-host openvswitch-switch openvswitch-common ethtool iproute2 openssl
+PKGS=(ovn-central ovn-host openvswitch-switch openvswitch-common ethtool iproute2 openssl curl
       util-linux lxd-client python3-openvswitch python3-ovsdbapp)
 missing=()
 for p in "${PKGS[@]}"; do

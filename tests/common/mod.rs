@@ -715,3 +715,179 @@ impl Drop for Ovn {
         }
     }
 }
+
+/// A real OVN data plane in network namespaces of our own (see `scripts/dataplane.sh`):
+/// ovs-vswitchd (userspace datapath) and ovn-controller as chassis-1, backends c1 and c2
+/// serving HTTP on 8080 (answering their own name), and a client on the uplink.
+pub struct Dataplane {
+    pub dir: tempfile::TempDir,
+    pub ns: String,
+    children: Vec<Child>,
+}
+
+impl Dataplane {
+    const SCRIPT: &'static str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dataplane.sh");
+
+    pub fn start(sb_db: &str) -> Dataplane {
+        let dir = tempfile::Builder::new()
+            .prefix("dp")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path().to_path_buf();
+        let ns = run(Command::new("bash").arg(Self::SCRIPT).arg("ns").arg(&d))
+            .trim()
+            .to_owned();
+        let mut dp = Dataplane {
+            dir,
+            ns: ns.clone(),
+            children: Vec::new(),
+        };
+        let env: Vec<(&str, PathBuf)> = [
+            "OVS_RUNDIR",
+            "OVS_LOGDIR",
+            "OVS_DBDIR",
+            "OVN_RUNDIR",
+            "OVN_LOGDIR",
+        ]
+        .iter()
+        .map(|k| (*k, d.clone()))
+        .collect();
+        let spawn_ns = |dp: &mut Dataplane, args: &[&str]| {
+            let mut c = Command::new("setpriv");
+            c.args(["--pdeathsig", "KILL", "--", "ip", "netns", "exec", &ns])
+                .args(args)
+                .current_dir(&d);
+            c.envs(env.iter().map(|(k, v)| (*k, v.as_os_str())));
+            c.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            dp.children
+                .push(c.spawn().unwrap_or_else(|e| panic!("spawn {args:?}: {e}")));
+        };
+        run(Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(d.join("conf.db"))
+            .arg("/usr/share/openvswitch/vswitch.ovsschema"));
+        let db = format!("unix:{}", d.join("db.sock").display());
+        spawn_ns(
+            &mut dp,
+            &[
+                "ovsdb-server",
+                d.join("conf.db").to_str().unwrap(),
+                &format!("--remote=p{db}"),
+                &format!("--unixctl={}", d.join("ovsdb.ctl").display()),
+                &format!("--log-file={}", d.join("ovsdb.log").display()),
+                "--no-chdir",
+            ],
+        );
+        wait_for_file(&d.join("db.sock"));
+        let vsctl = |args: &[&str]| {
+            run(Command::new("ovs-vsctl")
+                .arg(format!("--db={db}"))
+                .arg("--no-wait")
+                .args(args))
+        };
+        vsctl(&["init"]);
+        spawn_ns(
+            &mut dp,
+            &[
+                "ovs-vswitchd",
+                &db,
+                &format!("--unixctl={}", d.join("vswitchd.ctl").display()),
+                &format!("--log-file={}", d.join("vswitchd.log").display()),
+                "--no-chdir",
+            ],
+        );
+        vsctl(&[
+            "set",
+            "Open_vSwitch",
+            ".",
+            "external_ids:system-id=chassis-1",
+            &format!("external_ids:ovn-remote={sb_db}"),
+            "external_ids:ovn-encap-type=geneve",
+            "external_ids:ovn-encap-ip=127.0.0.1",
+            "external_ids:ovn-bridge-mappings=physnet:br-ex",
+            "external_ids:ovn-bridge-datapath-type=netdev",
+        ]);
+        vsctl(&[
+            "add-br",
+            "br-ex",
+            "--",
+            "set",
+            "bridge",
+            "br-ex",
+            "datapath_type=netdev",
+        ]);
+        spawn_ns(
+            &mut dp,
+            &[
+                "ovn-controller",
+                &db,
+                &format!("--log-file={}", d.join("controller.log").display()),
+                "--no-chdir",
+            ],
+        );
+        run(Command::new("bash").arg(Self::SCRIPT).arg("hosts").arg(&d));
+        for c in ["c1", "c2"] {
+            let mut cmd = Command::new("setpriv");
+            cmd.args([
+                "--pdeathsig",
+                "KILL",
+                "--",
+                "ip",
+                "netns",
+                "exec",
+                &format!("{ns}-{c}"),
+            ])
+            .args([
+                "python3",
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                "::",
+                "--directory",
+            ])
+            .arg(d.join(format!("www-{c}")));
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            dp.children.push(cmd.spawn().unwrap());
+        }
+        dp
+    }
+
+    /// GET `url` from the client namespace: the body, or `None` on failure.
+    pub fn curl(&self, url: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{}-cl", self.ns),
+                "curl",
+                "-s",
+                "-m",
+                "3",
+                url,
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("bash")
+            .arg(Self::SCRIPT)
+            .arg("down")
+            .arg(self.dir.path())
+            .output();
+    }
+}
