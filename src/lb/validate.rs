@@ -553,7 +553,7 @@ pub fn validate_load_balancer(
     let mut seen = HashSet::new();
     let mut vips = 0;
     for (i, p) in lb.put.ports.iter().enumerate() {
-        let proto_ok = check_protocol(&mut e, i, &p.protocol);
+        check_protocol(&mut e, i, &p.protocol);
         let Some(list) = check_listen_ports(
             &mut e,
             i,
@@ -588,7 +588,6 @@ pub fn validate_load_balancer(
                 );
             }
         }
-        let _ = proto_ok;
     }
     e.list
 }
