@@ -478,3 +478,104 @@ async fn reconcile_from_the_store_carries_revisions() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such store"));
 }
+
+#[tokio::test]
+async fn owners_are_isolated_prune_removes_only_ours_and_tls_works() {
+    init_tracing();
+    let nb = OvsdbServer::start_tls();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox.sh");
+    assert!(Command::new("bash")
+        .arg(script)
+        .arg("topology")
+        .arg(nb.db())
+        .status()
+        .unwrap()
+        .success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.yaml");
+    std::fs::write(&file, STATE).unwrap();
+    let tls = nb.tls_files();
+    let ssl = nb.ssl().to_string();
+    let ovnlb = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ovnlb"))
+            .args([
+                "reconcile",
+                "--nb",
+                &ssl,
+                "--nb-ca",
+                tls.ca.to_str().unwrap(),
+            ])
+            .args([
+                "--nb-cert",
+                tls.cert.as_ref().unwrap().to_str().unwrap(),
+                "--nb-key",
+                tls.key.as_ref().unwrap().to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let owned_by = |o: &str| {
+        nb.dump(&["Load_Balancer"])
+            .remove("Load_Balancer")
+            .unwrap_or_default()
+            .into_values()
+            .filter(|r| r["external_ids"].map_get("ovnlb:owner") == Some(o))
+            .count()
+    };
+    // Over mutual TLS, two owners reconcile the same state side by side.
+    for owner in ["ovnlb", "other"] {
+        let out = ovnlb(&["-f", file.to_str().unwrap(), "--owner", owner]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!((owned_by("ovnlb"), owned_by("other")), (7, 7));
+    // The same names under two owners: each pass only ever sees its own rows.
+    let out = ovnlb(&[
+        "-f",
+        file.to_str().unwrap(),
+        "--owner",
+        "other",
+        "--dry-run",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"));
+
+    // A file without network ovn1: without --prune its rows stay, with --prune ours go,
+    // the other owner's stay.
+    let empty = STATE.split("  - name: ovn1").next().unwrap().to_owned();
+    std::fs::write(&file, &empty).unwrap();
+    assert!(ovnlb(&["-f", file.to_str().unwrap()]).status.success());
+    assert_eq!(owned_by("ovnlb"), 7);
+    let out = ovnlb(&["-f", file.to_str().unwrap(), "--prune"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!((owned_by("ovnlb"), owned_by("other")), (0, 7));
+
+    // A wrong CA: a clear error, non-zero exit.
+    let out = Command::new(env!("CARGO_BIN_EXE_ovnlb"))
+        .args([
+            "reconcile",
+            "--nb",
+            &ssl,
+            "--nb-ca",
+            nb.certs.as_ref().unwrap().other_ca.to_str().unwrap(),
+            "--timeout",
+            "3",
+            "-f",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no usable NB server") && err.contains("certificate"),
+        "{err}"
+    );
+}

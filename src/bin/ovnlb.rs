@@ -151,7 +151,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokio::time::timeout(Duration::from_secs(timeout), session.cache().wait_ready())
                     .await;
             if ready.is_err() {
-                anyhow::bail!("no usable NB server at {nb} within {timeout} s");
+                match session.last_error() {
+                    Some(e) => anyhow::bail!(
+                        "no usable NB server at {nb} within {timeout} s (last error: {e})"
+                    ),
+                    None => anyhow::bail!("no usable NB server at {nb} within {timeout} s"),
+                }
             }
             let opts = PassOptions {
                 owner,

@@ -119,6 +119,8 @@ struct Shared {
     max_index: AtomicI64,
     /// Sessions brought up so far (1 after the first connection).
     connections: AtomicU64,
+    /// Why the last attempt failed (cleared on success), for messages.
+    last_error: std::sync::Mutex<Option<String>>,
     /// Stops the supervisor.
     cancel: CancellationToken,
     /// Settings.
@@ -165,6 +167,7 @@ impl Session {
             state: watch::Sender::new(SessionState::Connecting),
             max_index: AtomicI64::new(0),
             connections: AtomicU64::new(0),
+            last_error: std::sync::Mutex::new(None),
             cancel: cancel.clone(),
             cfg,
         });
@@ -196,6 +199,15 @@ impl Session {
     /// Watch the state.
     pub fn state(&self) -> watch::Receiver<SessionState> {
         self.shared.state.subscribe()
+    }
+
+    /// Why the last connection attempt failed, if it did (`None` once connected).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many times a session came up (reconnections = this − 1).
@@ -289,7 +301,11 @@ async fn supervise(shared: Arc<Shared>) {
         let stable = started.elapsed() >= cfg.stable_after;
         match &outcome {
             Ok(()) => info!(%remote, "ovsdb session ended; reconnecting"),
-            Err(e) => warn!(%remote, error = %e, "ovsdb server unusable"),
+            Err(e) => {
+                warn!(%remote, error = %e, "ovsdb server unusable");
+                *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("{remote}: {e}"));
+            }
         }
         // This remote goes to the end of the rotation.
         rotation.rotate_left(1);
@@ -454,6 +470,7 @@ async fn serve_connected(
     let resumed = last.is_some() && cache.resumed();
     info!(%remote, resumed, "ovsdb session up");
     shared.connections.fetch_add(1, Ordering::SeqCst);
+    *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
     shared.state.send_replace(SessionState::Connected {
         remote: remote.to_string(),
         resumed,
