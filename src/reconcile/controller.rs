@@ -124,6 +124,9 @@ pub struct Controller {
     applied: HashMap<Uuid, (Key, DesiredRow)>,
     /// Key → its NB rows (reverse of `applied`).
     key_rows: HashMap<Key, Vec<Uuid>>,
+    /// Rendered rows per key, until its object or network changes: a resync only
+    /// compares.
+    rendered: HashMap<Key, Vec<DesiredRow>>,
 }
 
 impl Controller {
@@ -142,6 +145,7 @@ impl Controller {
             backoff: HashMap::new(),
             applied: HashMap::new(),
             key_rows: HashMap::new(),
+            rendered: HashMap::new(),
         }
     }
 
@@ -159,7 +163,7 @@ impl Controller {
             _ = cancel.cancelled() => return,
         }
         info!("controller starting: cache ready");
-        self.full_load();
+        self.load();
         let mut next_resync = Instant::now() + self.opts.resync_every;
         loop {
             self.work().await;
@@ -176,7 +180,7 @@ impl Controller {
                 _ = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= next_resync {
                         debug!("periodic resync");
-                        self.full_load();
+                        self.load();
                         next_resync = Instant::now() + self.opts.resync_every;
                     }
                 }
@@ -216,8 +220,10 @@ impl Controller {
         Ok(Some(net))
     }
 
-    /// Reload everything from the store; every key dirty.
-    fn full_load(&mut self) {
+    /// Reload everything from the store (every key dirty): what `run` does first and
+    /// on each periodic resync.
+    pub fn load(&mut self) {
+        self.rendered.clear();
         let networks = match self.store.networks() {
             Ok(n) => n.into_iter().map(|s| s.value).collect::<Vec<_>>(),
             Err(e) => return warn!(error = %e, "reading the store"),
@@ -292,6 +298,7 @@ impl Controller {
                         None => self.objects.remove(&key),
                     };
                     self.backoff.remove(&key);
+                    self.rendered.remove(&key);
                     self.dirty.insert(key);
                 }
                 None => {
@@ -309,6 +316,7 @@ impl Controller {
                         .collect();
                     for k in &keys {
                         self.objects.remove(k);
+                        self.rendered.remove(k);
                     }
                     self.dirty.extend(keys);
                     match all.iter().find(|n| n.name == c.network) {
@@ -391,14 +399,26 @@ impl Controller {
         });
     }
 
-    fn desired_rows(&self, net: &OvnNetwork, key: &Key) -> Vec<DesiredRow> {
-        match self.objects.get(key) {
+    fn ensure_rendered(&mut self, net: &OvnNetwork, key: &Key) {
+        if self.rendered.contains_key(key) {
+            return;
+        }
+        let rows = match self.objects.get(key) {
             Some(Object::Lb(lb, rev)) => {
                 render::render_load_balancer(&self.opts.owner, net, lb, *rev)
             }
             Some(Object::Fwd(f, rev)) => render::render_forward(&self.opts.owner, net, f, *rev),
             None => Vec::new(),
-        }
+        };
+        self.rendered.insert(key.clone(), rows);
+    }
+
+    /// Mark every key dirty and reconcile them: the periodic resync, without re-reading
+    /// the store (store changes arrive through its feed). With nothing to change it only
+    /// compares memoised rows with the cache.
+    pub async fn resync(&mut self) {
+        self.dirty.extend(self.objects.keys().cloned());
+        self.work().await;
     }
 
     /// Reconcile dirty keys (and removed networks) until none is due.
@@ -435,14 +455,24 @@ impl Controller {
     }
 
     async fn apply_chunk(&mut self, net: &OvnNetwork, keys: &[Key]) {
-        let objects: Vec<(String, Vec<DesiredRow>)> = keys
-            .iter()
-            .map(|k| (k.1.clone(), self.desired_rows(net, k)))
-            .collect();
-        let plan = self
-            .session
-            .cache()
-            .read(|v| plan::plan_objects(&self.opts.owner, net, &objects, v));
+        for k in keys {
+            self.ensure_rendered(net, k);
+        }
+        let plan = {
+            let empty: Vec<DesiredRow> = Vec::new();
+            let objects: Vec<(&str, &[DesiredRow])> = keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.1.as_str(),
+                        self.rendered.get(k).unwrap_or(&empty).as_slice(),
+                    )
+                })
+                .collect();
+            self.session
+                .cache()
+                .read(|v| plan::plan_objects(&self.opts.owner, net, &objects, v))
+        };
         let plan = match plan {
             Ok(p) => p,
             Err(e) => {
@@ -469,48 +499,69 @@ impl Controller {
                 Err(e) => return self.fail(keys, &e.to_string()),
             }
         }
-        // Success: record what NB now holds.
+        // Success: record what NB now holds. Keys that needed nothing and are recorded
+        // already keep their records (a resync then allocates nothing).
         let mut status = lock(&self.status.keys);
-        for (k, (_, rows)) in keys.iter().zip(&objects) {
+        for k in keys {
             self.backoff.remove(k);
-            for u in self.key_rows.remove(k).unwrap_or_default() {
-                self.applied.remove(&u);
-            }
-            let mut nb_rows = Vec::new();
-            let mut uuids = Vec::new();
-            for r in rows {
-                // Rows adopted in place keep their own UUID; find the live one.
-                let live = self.session.cache().read(|v| {
-                    v.lookup(
-                        &plan::listen_index(),
-                        &crate::ovsdb::Datum::scalar(k.1.clone()),
-                    )
-                    .iter()
-                    .find(|x| {
-                        x.get_str("name") == Some(r.name.as_str())
-                            && x.get("external_ids").map_get(keys::OWNER)
-                                == Some(self.opts.owner.as_str())
-                    })
-                    .map(|x| x.uuid)
-                });
-                let u = live.unwrap_or(r.uuid);
-                self.applied.insert(u, (k.clone(), r.clone()));
-                uuids.push(u);
-                nb_rows.push((r.name.clone(), u, r.protocol.clone()));
-            }
-            if !uuids.is_empty() {
-                self.key_rows.insert(k.clone(), uuids);
-            }
-            match self.objects.get(k) {
-                Some(o) => {
+            let rows = self.rendered.get(k).map(Vec::as_slice).unwrap_or(&[]);
+            // Nothing to do, and what we recorded is exactly what is rendered now.
+            let unchanged = plan.ops.is_empty()
+                && match self.key_rows.get(k) {
+                    None => rows.is_empty(),
+                    Some(uuids) => {
+                        uuids.len() == rows.len()
+                            && uuids
+                                .iter()
+                                .zip(rows)
+                                .all(|(u, r)| self.applied.get(u).is_some_and(|(_, a)| a == r))
+                    }
+                };
+            if !unchanged {
+                for u in self.key_rows.remove(k).unwrap_or_default() {
+                    self.applied.remove(&u);
+                }
+                let mut nb_rows = Vec::new();
+                let mut uuids = Vec::new();
+                for r in rows {
+                    // Rows adopted in place keep their own UUID; find the live one.
+                    let live = self.session.cache().read(|v| {
+                        v.lookup(
+                            &plan::listen_index(),
+                            &crate::ovsdb::Datum::scalar(k.1.clone()),
+                        )
+                        .iter()
+                        .find(|x| {
+                            x.get_str("name") == Some(r.name.as_str())
+                                && x.get("external_ids").map_get(keys::OWNER)
+                                    == Some(self.opts.owner.as_str())
+                        })
+                        .map(|x| x.uuid)
+                    });
+                    let u = live.unwrap_or(r.uuid);
+                    self.applied.insert(u, (k.clone(), r.clone()));
+                    uuids.push(u);
+                    nb_rows.push((r.name.clone(), u, r.protocol.clone()));
+                }
+                if !uuids.is_empty() {
+                    self.key_rows.insert(k.clone(), uuids);
+                }
+                if let Some(o) = self.objects.get(k) {
                     let st = status.entry(k.clone()).or_default();
+                    st.rows = nb_rows;
                     st.applied_revision = Some(o.revision());
                     st.error.clear();
-                    st.rows = nb_rows;
                 }
-                None => {
-                    status.remove(k);
+            } else if let Some(o) = self.objects.get(k) {
+                let st = status.entry(k.clone()).or_default();
+                if st.applied_revision != Some(o.revision()) || !st.error.is_empty() {
+                    st.applied_revision = Some(o.revision());
+                    st.error.clear();
                 }
+            }
+            if !self.objects.contains_key(k) {
+                status.remove(k);
+                self.rendered.remove(k);
             }
         }
     }

@@ -317,9 +317,10 @@ pub fn plan_network(
         .rows(LoadBalancer::NAME)
         .filter(|r| owned_row(r, owner, &net.net.name))
         .collect();
+    let refs: Vec<&DesiredRow> = desired.iter().collect();
     Ok(plan_rows(
         &net.net.name,
-        &desired,
+        &refs,
         &owned,
         view,
         router,
@@ -346,7 +347,7 @@ pub fn listen_index() -> IndexSpec {
 pub fn plan_objects(
     owner: &str,
     net: &OvnNetwork,
-    objects: &[(String, Vec<DesiredRow>)],
+    objects: &[(&str, &[DesiredRow])],
     view: &CacheView,
 ) -> Result<Plan, PlanError> {
     let (router, switch) = targets(view, net)?;
@@ -354,9 +355,9 @@ pub fn plan_objects(
     let mut desired = Vec::new();
     let mut found = Vec::new();
     for (listen, rows) in objects {
-        desired.extend(rows.iter().cloned());
+        desired.extend(rows.iter());
         found.extend(
-            view.lookup(&index, &crate::ovsdb::Datum::scalar(listen.clone()))
+            view.lookup(&index, &crate::ovsdb::Datum::scalar(*listen))
                 .into_iter()
                 .filter(|r| owned_row(r, owner, &net.name)),
         );
@@ -386,7 +387,7 @@ pub fn plan_prune(owner: &str, known: &HashSet<&str>, view: &CacheView) -> Vec<O
 
 fn plan_rows(
     network: &str,
-    desired: &[DesiredRow],
+    desired: &[&DesiredRow],
     owned: &[&std::sync::Arc<CacheRow>],
     view: &CacheView,
     router: Target,
@@ -406,7 +407,7 @@ fn plan_rows(
             .push(r);
     }
     let typed = |r: &CacheRow| LoadBalancer::from_row(r).unwrap_or_default();
-    for want in desired {
+    for &want in desired {
         // Ours by UUID; else an owned row of the same name (adopted, UUID kept).
         let existing = by_uuid.get(&want.uuid).copied().or_else(|| {
             by_name
