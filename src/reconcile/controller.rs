@@ -439,18 +439,18 @@ impl Controller {
             .into_iter()
             .partition(|k| self.backoff.get(k).is_none_or(|(at, _)| *at <= now));
         self.dirty.extend(later);
-        let mut by_net: HashMap<String, Vec<Key>> = HashMap::new();
-        for k in due {
-            by_net.entry(k.0.clone()).or_default().push(k);
-        }
-        for (network, keys) in by_net {
-            let Some(Some(net)) = self.nets.get(&network).cloned() else {
-                // Unknown or unusable network: nothing is touched.
-                continue;
-            };
-            for chunk in keys.chunks(self.opts.batch.max(1)) {
-                self.apply_chunk(&net, chunk).await;
+        // `due` is sorted by (network, listen): each network's keys are one run.
+        let mut start = 0;
+        while start < due.len() {
+            let network = due[start].0.clone();
+            let end = start + due[start..].iter().take_while(|k| k.0 == network).count();
+            if let Some(Some(net)) = self.nets.get(&network).cloned() {
+                for chunk in due[start..end].chunks(self.opts.batch.max(1)) {
+                    self.apply_chunk(&net, chunk).await;
+                }
             }
+            // (Unknown or unusable network: nothing is touched.)
+            start = end;
         }
     }
 
@@ -553,10 +553,22 @@ impl Controller {
                     st.error.clear();
                 }
             } else if let Some(o) = self.objects.get(k) {
-                let st = status.entry(k.clone()).or_default();
-                if st.applied_revision != Some(o.revision()) || !st.error.is_empty() {
-                    st.applied_revision = Some(o.revision());
-                    st.error.clear();
+                match status.get_mut(k) {
+                    Some(st) => {
+                        if st.applied_revision != Some(o.revision()) || !st.error.is_empty() {
+                            st.applied_revision = Some(o.revision());
+                            st.error.clear();
+                        }
+                    }
+                    None => {
+                        status.insert(
+                            k.clone(),
+                            KeyStatus {
+                                applied_revision: Some(o.revision()),
+                                ..Default::default()
+                            },
+                        );
+                    }
                 }
             }
             if !self.objects.contains_key(k) {
