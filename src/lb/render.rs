@@ -46,6 +46,19 @@ pub struct DesiredRow {
     pub external_ids: BTreeMap<String, String>,
 }
 
+impl From<&DesiredRow> for crate::nb::LoadBalancer {
+    fn from(r: &DesiredRow) -> Self {
+        crate::nb::LoadBalancer {
+            uuid: r.uuid,
+            name: r.name.clone(),
+            vips: r.vips.clone(),
+            protocol: Some(r.protocol.clone()),
+            external_ids: r.external_ids.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// `IP:port`, `[IPv6]:port`, or the bare IP when `port` is `None`.
 pub fn endpoint(ip: &IpAddr, port: Option<u16>) -> String {
     match (ip, port) {

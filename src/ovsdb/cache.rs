@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -28,6 +28,7 @@ use super::connection::{MonitorHandler, MonitorMethod};
 use super::datum::Datum;
 use super::schema::{ColumnType, DatabaseSchema, TableSchema};
 use super::txn::Row;
+use crate::feed::{Feed, FeedReceiver};
 
 /// Column names, types and defaults of one monitored table, shared by all its rows.
 #[derive(Debug)]
@@ -207,14 +208,36 @@ impl Changes {
     }
 }
 
-struct SubShared {
-    pending: Mutex<Changes>,
-    notify: Notify,
+/// What a subscriber is told: a whole-cache resync, or one row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum ChangeKey {
+    Resync,
+    Row(String, Uuid),
 }
 
-/// A change feed from a [`Cache`]. Changes accumulate while nobody reads.
+/// A change feed from a [`Cache`]. Changes accumulate (coalesced, never dropped) while
+/// nobody reads.
 pub struct Subscription {
-    shared: Arc<SubShared>,
+    feed: FeedReceiver<ChangeKey>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+fn to_changes(keys: BTreeSet<ChangeKey>) -> Changes {
+    let mut c = Changes::default();
+    for k in keys {
+        match k {
+            ChangeKey::Resync => c.resync = true,
+            ChangeKey::Row(t, u) => {
+                c.rows.insert((t, u));
+            }
+        }
+    }
+    c
 }
 
 impl Subscription {
@@ -223,18 +246,12 @@ impl Subscription {
     /// # Cancel safety
     /// Cancel-safe: changes not taken stay pending.
     pub async fn changed(&mut self) -> Changes {
-        loop {
-            let c = std::mem::take(&mut *lock(&self.shared.pending));
-            if !c.is_empty() {
-                return c;
-            }
-            self.shared.notify.notified().await;
-        }
+        to_changes(self.feed.changed().await)
     }
 
     /// Take accumulated changes without waiting.
     pub fn try_changed(&mut self) -> Changes {
-        std::mem::take(&mut *lock(&self.shared.pending))
+        to_changes(self.feed.try_changed())
     }
 }
 
@@ -449,7 +466,7 @@ pub struct Cache {
     /// Woken when `needs_resync` is set.
     resync_notify: Notify,
     /// Change feeds.
-    subscribers: Mutex<Vec<Weak<SubShared>>>,
+    feed: Feed<ChangeKey>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -494,7 +511,7 @@ impl Cache {
             ready: watch::Sender::new(false),
             needs_resync: AtomicBool::new(false),
             resync_notify: Notify::new(),
-            subscribers: Mutex::new(Vec::new()),
+            feed: Feed::default(),
         })
     }
 
@@ -588,28 +605,21 @@ impl Cache {
 
     /// A change feed.
     pub fn subscribe(&self) -> Subscription {
-        let shared = Arc::new(SubShared {
-            pending: Mutex::new(Changes::default()),
-            notify: Notify::new(),
-        });
-        lock(&self.subscribers).push(Arc::downgrade(&shared));
-        Subscription { shared }
+        Subscription {
+            feed: self.feed.subscribe(),
+        }
     }
 
     fn publish(&self, changes: Changes) {
         if changes.is_empty() {
             return;
         }
-        let mut subs = lock(&self.subscribers);
-        subs.retain(|w| {
-            let Some(s) = w.upgrade() else { return false };
-            let mut p = lock(&s.pending);
-            p.resync |= changes.resync;
-            p.rows.extend(changes.rows.iter().cloned());
-            drop(p);
-            s.notify.notify_one();
-            true
-        });
+        let resync = changes.resync.then_some(ChangeKey::Resync);
+        let rows = changes
+            .rows
+            .iter()
+            .map(|(t, u)| ChangeKey::Row(t.clone(), *u));
+        self.feed.publish(resync.into_iter().chain(rows));
     }
 
     fn flag_resync(&self) {

@@ -16,7 +16,6 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::lb::render::DesiredRow;
 use crate::lb::state::{resolve, DesiredState, ResolvedNetwork};
 use crate::lb::validate::{Limits, ValidationError};
 use crate::nb::{LoadBalancer, Table};
@@ -74,23 +73,11 @@ pub enum ReconcileError {
     Ovsdb(#[from] crate::ovsdb::Error),
 }
 
-fn lb_columns(row: &Row) -> Row {
-    ["name", "protocol", "vips", "external_ids"]
-        .iter()
-        .filter_map(|c| row.get(*c).map(|d| ((*c).to_owned(), d.clone())))
-        .collect()
-}
-
-fn desired_row(r: &DesiredRow) -> Row {
-    LoadBalancer {
-        uuid: r.uuid,
-        name: r.name.clone(),
-        vips: r.vips.clone(),
-        protocol: Some(r.protocol.clone()),
-        external_ids: r.external_ids.clone(),
-        ..Default::default()
-    }
-    .to_row()
+/// The columns of a `Load_Balancer` row that ovnlb manages (and guards with `wait`).
+fn managed_columns(lb: &LoadBalancer) -> Row {
+    let mut row = lb.to_row();
+    row.retain(|c, _| matches!(c.as_str(), "name" | "protocol" | "vips" | "external_ids"));
+    row
 }
 
 /// The transaction of a plan.
@@ -124,16 +111,15 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                 vips,
                 external_ids,
             } => {
-                let row = LoadBalancer {
+                let lb = LoadBalancer {
                     uuid: *uuid,
                     name: name.clone(),
                     vips: vips.clone(),
                     protocol: Some(protocol.clone()),
                     external_ids: external_ids.clone(),
                     ..Default::default()
-                }
-                .to_row();
-                t.insert_with_uuid(LoadBalancer::NAME, *uuid, lb_columns(&row));
+                };
+                t.insert_with_uuid(LoadBalancer::NAME, *uuid, managed_columns(&lb));
             }
             Op::Update {
                 uuid,
@@ -147,12 +133,12 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                     vec![Condition::uuid(*uuid)],
                     &cols,
                     WaitUntil::Eq,
-                    vec![lb_columns(&observed.to_row())],
+                    vec![managed_columns(observed)],
                 );
                 t.update(
                     LoadBalancer::NAME,
                     vec![Condition::uuid(*uuid)],
-                    lb_columns(&desired_row(row)),
+                    managed_columns(&LoadBalancer::from(row)),
                 );
             }
             Op::Delete { uuid, observed, .. } => {
@@ -162,7 +148,7 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                     vec![Condition::uuid(*uuid)],
                     &cols,
                     WaitUntil::Eq,
-                    vec![lb_columns(&observed.to_row())],
+                    vec![managed_columns(observed)],
                 );
                 t.delete(LoadBalancer::NAME, vec![Condition::uuid(*uuid)]);
             }
