@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::OvsdbServer;
 use ovnlb::lb::model::{LoadBalancersPost, Network};
 use ovnlb::lb::state::{DesiredNetwork, DesiredState};
-use ovnlb::ovsdb::{self, Framer, Session, SessionConfig};
+use ovnlb::ovsdb::{self, Framer, Session};
 use ovnlb::reconcile::controller::{Controller, ControllerOptions};
 use ovnlb::reconcile::plan::listen_index;
 use ovnlb::reconcile::{reconcile_pass, resolve_with, transaction, PassOptions};
@@ -54,15 +54,7 @@ fn lb(i: usize, gen: usize) -> LoadBalancersPost {
 }
 
 fn networks() -> Vec<Network> {
-    let n = |name: &str, kind: &str, cfg: &[(&str, &str)]| Network {
-        name: name.into(),
-        kind: kind.into(),
-        config: cfg
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect(),
-        ..Default::default()
-    };
+    let n = common::net;
     vec![
         n("uplink", "physical", &[("ipv4.routes", "198.18.0.0/15")]),
         n(
@@ -109,10 +101,7 @@ fn server() -> OvsdbServer {
 }
 
 fn session(srv: &OvsdbServer) -> Session {
-    let mut cfg = SessionConfig::new(vec![srv.unix()], Arc::new(ovsdb::ovn_nb_schema()));
-    cfg.monitor = ovnlb::nb::monitor_requests();
-    cfg.indexes = vec![listen_index()];
-    Session::start(cfg).unwrap()
+    common::nb_session(srv.unix(), vec![listen_index()])
 }
 
 fn count_rows(srv: &OvsdbServer) -> usize {

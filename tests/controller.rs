@@ -6,25 +6,12 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use ovnlb::lb::model::{LoadBalancersPost, Network};
-use ovnlb::nb;
-use ovnlb::ovsdb::{self, Row, Session, SessionConfig};
+use ovnlb::lb::model::LoadBalancersPost;
+use ovnlb::ovsdb::Row;
 use ovnlb::reconcile::controller::{Controller, ControllerOptions};
 use ovnlb::reconcile::plan::listen_index;
 use ovnlb::store::{SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
-
-fn net(name: &str, kind: &str, cfg: &[(&str, &str)]) -> Network {
-    Network {
-        name: name.into(),
-        kind: kind.into(),
-        config: cfg
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect(),
-        ..Default::default()
-    }
-}
 
 fn lb(listen: &str, backends: &[&str]) -> LoadBalancersPost {
     let b: Vec<_> = backends.iter().enumerate().map(|(i, a)| serde_json::json!({"name": format!("b{i}"), "target_address": a, "target_port": "8080"})).collect();
@@ -34,13 +21,6 @@ fn lb(listen: &str, backends: &[&str]) -> LoadBalancersPost {
         "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": names}]
     }))
     .unwrap()
-}
-
-fn session(ovn: &Ovn) -> Session {
-    let mut cfg = SessionConfig::new(vec![ovn.nb.unix()], Arc::new(ovsdb::ovn_nb_schema()));
-    cfg.monitor = nb::monitor_requests();
-    cfg.indexes = vec![listen_index()];
-    Session::start(cfg).unwrap()
 }
 
 fn our_rows(ovn: &Ovn) -> Vec<(uuid::Uuid, Row)> {
@@ -91,7 +71,7 @@ async fn store_to_nb_continuously() {
             ],
         ))
         .unwrap();
-    let s = session(&ovn);
+    let s = nb_session(ovn.nb.unix(), vec![listen_index()]);
     let ctl = Controller::new(
         s.clone(),
         store.clone(),

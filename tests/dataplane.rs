@@ -4,11 +4,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use common::*;
 use ovnlb::lb::state::DesiredState;
-use ovnlb::ovsdb::{self, Session, SessionConfig};
 use ovnlb::reconcile::{reconcile_pass, PassOptions};
 
 const STATE: &str = r#"
@@ -51,9 +49,7 @@ async fn connections_reach_every_backend_and_follow_changes() {
     init_tracing();
     let ovn = Ovn::start();
     let dp = Dataplane::start(&ovn.sb_db());
-    let mut cfg = SessionConfig::new(vec![ovn.nb.unix()], Arc::new(ovsdb::ovn_nb_schema()));
-    cfg.monitor = ovnlb::nb::monitor_requests();
-    let s = Session::start(cfg).unwrap();
+    let s = nb_session(ovn.nb.unix(), vec![]);
     let r = reconcile_pass(
         &s,
         &DesiredState::from_yaml(STATE).unwrap(),

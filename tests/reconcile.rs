@@ -3,13 +3,11 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 
 use common::*;
 use ovnlb::lb::render::row_uuid;
 use ovnlb::lb::state::DesiredState;
-use ovnlb::nb;
-use ovnlb::ovsdb::{self, Session, SessionConfig};
+use ovnlb::ovsdb::Session;
 use ovnlb::reconcile::{reconcile_pass, PassOptions, ReconcileError};
 
 const STATE: &str = r#"
@@ -42,12 +40,6 @@ networks:
         ports: [{protocol: udp, listen_port: "5000", target_address: 10.0.0.11, target_port: "6000"}]
 "#;
 
-fn session(ovn: &Ovn) -> Session {
-    let mut cfg = SessionConfig::new(vec![ovn.nb.unix()], Arc::new(ovsdb::ovn_nb_schema()));
-    cfg.monitor = nb::monitor_requests();
-    Session::start(cfg).unwrap()
-}
-
 async fn pass(s: &Session, yaml: &str) -> ovnlb::reconcile::PassReport {
     let st = DesiredState::from_yaml(yaml).unwrap();
     let r = reconcile_pass(s, &st, &PassOptions::default())
@@ -76,7 +68,7 @@ fn lbs(ovn: &Ovn) -> Vec<(uuid::Uuid, ovnlb::ovsdb::Row)> {
 async fn every_kind_of_vip_is_load_balanced_as_declared() {
     init_tracing();
     let ovn = Ovn::start();
-    let s = session(&ovn);
+    let s = nb_session(ovn.nb.unix(), vec![]);
     let r = pass(&s, STATE).await;
     assert_eq!(r.plans.len(), 1);
     ovn.sync();
@@ -147,7 +139,7 @@ async fn edits_in_place_deletes_leave_nothing_and_foreign_rows_survive() {
     ovn.nb
         .nbctl(&["lr-lb-add", "lxd-net1-lr", "lxd-net1-lb-192.0.2.10-tcp"]);
     let foreign: Vec<_> = lbs(&ovn);
-    let s = session(&ovn);
+    let s = nb_session(ovn.nb.unix(), vec![]);
     pass(&s, STATE).await;
     let ours = row_uuid("ovnlb", "ovn1", "192.0.2.10", "tcp");
     assert!(lbs(&ovn).iter().any(|(u, _)| *u == ours));
@@ -202,7 +194,7 @@ async fn edits_in_place_deletes_leave_nothing_and_foreign_rows_survive() {
 async fn drift_is_repaired_and_duplicates_collapse() {
     init_tracing();
     let ovn = Ovn::start();
-    let s = session(&ovn);
+    let s = nb_session(ovn.nb.unix(), vec![]);
     pass(&s, STATE).await;
     let want = ovn
         .nb
@@ -284,7 +276,7 @@ async fn drift_is_repaired_and_duplicates_collapse() {
 async fn an_interrupted_pass_converges_and_invalid_state_changes_nothing() {
     init_tracing();
     let ovn = Ovn::start();
-    let s = session(&ovn);
+    let s = nb_session(ovn.nb.unix(), vec![]);
     // "Killed midway": only the rows were created, nothing attached.
     let st = DesiredState::from_yaml(STATE).unwrap();
     let dry = reconcile_pass(

@@ -1,24 +1,16 @@
 //! The SQLite store: CRUD with revisions, uniqueness in the database, durability.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use ovnlb::lb::model::{ForwardsPost, LoadBalancerPut, LoadBalancersPost, Network};
+use ovnlb::lb::model::{ForwardsPost, LoadBalancerPut, LoadBalancersPost};
 use ovnlb::lb::state::resolve;
 use ovnlb::lb::validate::Limits;
 use ovnlb::store::{SqliteStore, Store, StoreError};
 
-fn net(name: &str, kind: &str, cfg: &[(&str, &str)]) -> Network {
-    Network {
-        name: name.into(),
-        kind: kind.into(),
-        config: cfg
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect(),
-        ..Default::default()
-    }
-}
+use common::net;
 
 fn lb(listen: &str) -> LoadBalancersPost {
     serde_json::from_value(serde_json::json!({

@@ -891,3 +891,24 @@ impl Drop for Dataplane {
             .output();
     }
 }
+
+/// A network object for tests.
+pub fn net(name: &str, kind: &str, cfg: &[(&str, &str)]) -> ovnlb::lb::model::Network {
+    ovnlb::lb::model::Network {
+        name: name.into(),
+        kind: kind.into(),
+        config: cfg
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A session monitoring the NB tables ovnlb uses (as the CLI and the controller do).
+pub fn nb_session(remote: Remote, indexes: Vec<ovsdb::IndexSpec>) -> ovsdb::Session {
+    let mut cfg = ovsdb::SessionConfig::new(vec![remote], nb_schema());
+    cfg.monitor = ovnlb::nb::monitor_requests();
+    cfg.indexes = indexes;
+    ovsdb::Session::start(cfg).unwrap()
+}
