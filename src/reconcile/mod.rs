@@ -76,8 +76,22 @@ pub enum ReconcileError {
 /// The columns of a `Load_Balancer` row that ovnlb manages (and guards with `wait`).
 fn managed_columns(lb: &LoadBalancer) -> Row {
     let mut row = lb.to_row();
-    row.retain(|c, _| matches!(c.as_str(), "name" | "protocol" | "vips" | "external_ids"));
+    row.retain(|c, _| MANAGED.contains(&c.as_str()));
     row
+}
+
+/// The columns `managed_columns` keeps.
+const MANAGED: [&str; 4] = ["name", "protocol", "vips", "external_ids"];
+
+/// A `wait` that the row still has the managed columns the plan read.
+fn guard(t: &mut Transaction, uuid: uuid::Uuid, observed: &LoadBalancer) {
+    t.wait(
+        LoadBalancer::NAME,
+        vec![Condition::uuid(uuid)],
+        &MANAGED,
+        WaitUntil::Eq,
+        vec![managed_columns(observed)],
+    );
 }
 
 /// The transaction of a plan.
@@ -127,14 +141,7 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                 observed,
                 ..
             } => {
-                let cols = ["name", "protocol", "vips", "external_ids"];
-                t.wait(
-                    LoadBalancer::NAME,
-                    vec![Condition::uuid(*uuid)],
-                    &cols,
-                    WaitUntil::Eq,
-                    vec![managed_columns(observed)],
-                );
+                guard(&mut t, *uuid, observed);
                 t.update(
                     LoadBalancer::NAME,
                     vec![Condition::uuid(*uuid)],
@@ -142,14 +149,7 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                 );
             }
             Op::Delete { uuid, observed, .. } => {
-                let cols = ["name", "protocol", "vips", "external_ids"];
-                t.wait(
-                    LoadBalancer::NAME,
-                    vec![Condition::uuid(*uuid)],
-                    &cols,
-                    WaitUntil::Eq,
-                    vec![managed_columns(observed)],
-                );
+                guard(&mut t, *uuid, observed);
                 t.delete(LoadBalancer::NAME, vec![Condition::uuid(*uuid)]);
             }
             // Attachments are gathered below: one mutate per router or switch.
