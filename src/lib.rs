@@ -15,11 +15,13 @@
 //!   is the embedded default.
 //!
 //! - [`feed`]: coalescing change feeds (never drop, merge instead).
+//! - [`fasthash`]: the hash maps of the hot paths (foldhash instead of SipHash).
 //!
 //! Binaries live in `src/bin/`.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod fasthash;
 pub mod feed;
 pub mod lb;
 pub mod nb;

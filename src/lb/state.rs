@@ -72,7 +72,7 @@ pub fn resolve(
 ) -> Result<Vec<ResolvedNetwork>, Vec<ValidationError>> {
     let mut errors = Vec::new();
     let networks: Vec<Network> = state.networks.iter().map(|d| d.network.clone()).collect();
-    let mut names = std::collections::HashSet::new();
+    let mut names = crate::fasthash::HashSet::default();
     for n in &networks {
         errors.extend(validate::check_network_common(n));
         if !names.insert(n.name.as_str()) {

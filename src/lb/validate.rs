@@ -3,7 +3,8 @@
 //! port entry, a VIP cap). Pure functions; each error names the object, the field (with
 //! its index) and the rule.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::fasthash::{HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -513,8 +514,8 @@ pub fn validate_load_balancer(
     let listen = check_listen(&mut e, &lb.listen_address, net, uplink);
     check_config(&mut e, &lb.put.config, &[]);
 
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut backend_ports: HashMap<&str, Vec<u16>> = HashMap::new();
+    let mut names: HashMap<&str, usize> = HashMap::default();
+    let mut backend_ports: HashMap<&str, Vec<u16>> = HashMap::default();
     for (i, b) in lb.put.backends.iter().enumerate() {
         if b.name.chars().any(char::is_whitespace) {
             e.add(
@@ -550,7 +551,7 @@ pub fn validate_load_balancer(
         backend_ports.insert(&b.name, tp);
     }
 
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut vips = 0;
     for (i, p) in lb.put.ports.iter().enumerate() {
         check_protocol(&mut e, i, &p.protocol);
@@ -615,7 +616,7 @@ pub fn validate_forward(
             "default target",
         );
     }
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut vips = 0;
     for (i, p) in f.put.ports.iter().enumerate() {
         check_protocol(&mut e, i, &p.protocol);
@@ -669,7 +670,7 @@ pub type Listener = (String, IpAddr, String);
 /// No two listeners on one uplink share an address (a forward and a load balancer map to
 /// the same NB row name, so they never may).
 pub fn check_unique_listeners(listeners: &[Listener]) -> Vec<ValidationError> {
-    let mut seen: HashMap<(&str, IpAddr), &str> = HashMap::new();
+    let mut seen: HashMap<(&str, IpAddr), &str> = HashMap::default();
     let mut out = Vec::new();
     for (uplink, ip, who) in listeners {
         if let Some(first) = seen.insert((uplink, *ip), who) {

@@ -11,8 +11,9 @@
 //! Subscribers learn which rows changed; changes coalesce per subscriber and are never
 //! dropped.
 
+use crate::fasthash::HashMap;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -99,6 +100,15 @@ pub struct CacheRow {
     layout: Arc<Layout>,
     /// Values, parallel to `layout.names`.
     values: Vec<Datum>,
+    /// Stamped from [`next_version`] each time the cache stores this row.
+    version: u64,
+}
+
+/// Row versions: one counter for every cache of the process, so a version never repeats.
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl PartialEq for CacheRow {
@@ -115,7 +125,16 @@ impl CacheRow {
             uuid,
             layout: Arc::new(Layout::from_names(table, names)),
             values,
+            version: next_version(),
         }
+    }
+
+    /// The row's version in the cache: a new one each time the cache stores the row
+    /// (inserted, modified, or reloaded with a fresh snapshot), never reused. A row whose
+    /// version is the one seen before has not changed since (the converse does not
+    /// hold: a reload gives unchanged rows new versions).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// A column's value (the empty set when not monitored).
@@ -339,8 +358,9 @@ impl CacheView {
         }
     }
 
-    /// Insert a row (callers remove any previous version first).
-    fn put(&mut self, table: &str, row: Arc<CacheRow>) {
+    /// Insert a row (callers remove any previous version first), stamping its version.
+    fn put(&mut self, table: &str, mut row: Arc<CacheRow>) {
+        Arc::make_mut(&mut row).version = next_version();
         self.index_insert(table, &row);
         match self.tables.get_mut(table) {
             Some(t) => {
@@ -348,7 +368,7 @@ impl CacheView {
             }
             None => {
                 self.tables
-                    .insert(table.to_owned(), HashMap::from([(row.uuid, row)]));
+                    .insert(table.to_owned(), HashMap::from_iter([(row.uuid, row)]));
             }
         }
     }
@@ -497,8 +517,8 @@ impl Cache {
             .collect();
         let specs = Arc::new(indexes);
         let view = CacheView {
-            tables: HashMap::new(),
-            indexes: vec![HashMap::new(); specs.len()],
+            tables: HashMap::default(),
+            indexes: vec![HashMap::default(); specs.len()],
             specs,
         };
         Arc::new(Cache {
@@ -643,6 +663,7 @@ impl Cache {
             uuid,
             layout: layout.clone(),
             values,
+            version: 0,
         }
     }
 
@@ -760,8 +781,8 @@ impl Cache {
     fn fresh_view(&self) -> CacheView {
         let specs = self.read(|v| v.specs.clone());
         CacheView {
-            tables: HashMap::new(),
-            indexes: vec![HashMap::new(); specs.len()],
+            tables: HashMap::default(),
+            indexes: vec![HashMap::default(); specs.len()],
             specs,
         }
     }

@@ -9,7 +9,8 @@
 pub mod controller;
 pub mod plan;
 
-use std::collections::{BTreeMap, HashSet};
+use crate::fasthash::HashSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 

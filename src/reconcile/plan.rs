@@ -5,7 +5,8 @@
 //! network's router and internal switch are added where missing and removed from any
 //! other router or switch.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::fasthash::{HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -394,12 +395,12 @@ fn plan_rows(
     switch: Target,
 ) -> Plan {
     let mut ops = Vec::new();
-    let mut claimed: HashSet<Uuid> = HashSet::new();
+    let mut claimed: HashSet<Uuid> = HashSet::default();
     let mut final_uuids = Vec::new();
     // Indexes: linear in the rows, never quadratic.
     let by_uuid: HashMap<Uuid, &CacheRow> = owned.iter().map(|r| (r.uuid, &***r)).collect();
     let desired_uuids: HashSet<Uuid> = desired.iter().map(|d| d.uuid).collect();
-    let mut by_name: HashMap<&str, Vec<&CacheRow>> = HashMap::new();
+    let mut by_name: HashMap<&str, Vec<&CacheRow>> = HashMap::default();
     for r in owned.iter().filter(|r| !desired_uuids.contains(&r.uuid)) {
         by_name
             .entry(r.get_str("name").unwrap_or(""))
