@@ -205,3 +205,106 @@ async fn store_to_nb_continuously() {
         .unwrap()
         .unwrap();
 }
+
+/// The periodic resync, with no event to go by (the controller is not running): drift of
+/// rows it has already found clean is still seen and repaired, and a clean NB is left
+/// untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_repairs_drift_after_a_clean_pass() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    store
+        .create_network(&net(
+            "uplink",
+            "physical",
+            &[("ipv4.routes", "192.0.2.0/24")],
+        ))
+        .unwrap();
+    store
+        .create_network(&net(
+            "ovn1",
+            "ovn",
+            &[
+                ("network", "uplink"),
+                ("ovn.router", "lxd-net1-lr"),
+                ("ovn.switch", "lxd-net1-ls-int"),
+            ],
+        ))
+        .unwrap();
+    for (l, b) in [("192.0.2.10", "10.0.0.11"), ("192.0.2.11", "10.0.0.12")] {
+        store.create_load_balancer("ovn1", &lb(l, &[b])).unwrap();
+    }
+    let s = nb_session(ovn.nb.unix(), vec![listen_index()]);
+    s.cache().wait_ready().await;
+    let mut ctl = Controller::new(s.clone(), store.clone(), ControllerOptions::default());
+    ctl.load();
+    ctl.resync().await; // creates
+    ctl.resync().await; // clean: remembered
+    let clean = ovn
+        .nb
+        .dump(&["Load_Balancer", "Logical_Router", "Logical_Switch"]);
+    ctl.resync().await;
+    assert_eq!(
+        ovn.nb
+            .dump(&["Load_Balancer", "Logical_Router", "Logical_Switch"]),
+        clean,
+        "a resync over a clean NB changes nothing"
+    );
+    let row = |name: &str| {
+        our_rows(&ovn)
+            .into_iter()
+            .find(|(_, r)| r["name"].as_str() == Some(name))
+            .unwrap()
+            .0
+    };
+    let a = row("ovnlb-ovn1-lb-192.0.2.10-tcp");
+    let b = row("ovnlb-ovn1-lb-192.0.2.11-tcp");
+    // Wait until our cache holds a foreign write.
+    let seen = |f: &dyn Fn(&ovnlb::ovsdb::CacheView) -> bool| {
+        let s = s.clone();
+        let f = |v: &ovnlb::ovsdb::CacheView| f(v);
+        s.cache().read(f)
+    };
+
+    // A foreign writer changes vips of one row.
+    ovn.nb.nbctl(&[
+        "set",
+        "Load_Balancer",
+        &a.to_string(),
+        "vips:\"192.0.2.10:80\"=\"10.0.0.99:80\"",
+    ]);
+    eventually(10, "the cache sees the foreign vips", || {
+        seen(&|v| {
+            v.get("Load_Balancer", &a)
+                .is_some_and(|r| r.get("vips").map_get("192.0.2.10:80") == Some("10.0.0.99:80"))
+        })
+        .then_some(())
+    })
+    .await;
+    ctl.resync().await;
+    assert_eq!(
+        vip(&ovn, "ovnlb-ovn1-lb-192.0.2.10-tcp", "192.0.2.10:80").as_deref(),
+        Some("10.0.0.11:8080")
+    );
+
+    // ... and attaches the other row to a switch of no network of ours.
+    ovn.nb
+        .nbctl(&["ls-lb-add", "lxd-net1-ls-ext", &b.to_string()]);
+    eventually(10, "the cache sees the foreign attachment", || {
+        seen(&|v| {
+            v.rows("Logical_Switch").any(|r| {
+                r.get_str("name") == Some("lxd-net1-ls-ext")
+                    && r.get("load_balancer")
+                        .contains(&ovnlb::ovsdb::Atom::Uuid(b))
+            })
+        })
+        .then_some(())
+    })
+    .await;
+    ctl.resync().await;
+    assert_eq!(attached(&ovn, "Logical_Switch", "lxd-net1-ls-ext"), 0);
+    assert_eq!(attached(&ovn, "Logical_Switch", "lxd-net1-ls-int"), 2);
+    assert_eq!(attached(&ovn, "Logical_Router", "lxd-net1-lr"), 2);
+    assert_eq!(our_rows(&ovn).len(), 2);
+}

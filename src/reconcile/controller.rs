@@ -8,7 +8,8 @@
 //! batch. A failing key backs off (1 s doubling to 30 s) without holding up others.
 //! Nothing runs before the cache is ready, and every pass first syncs with the server.
 
-use std::collections::{BTreeSet, HashMap};
+use crate::fasthash::HashMap;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ use super::transaction;
 use crate::lb::model::{ForwardsPost, LoadBalancersPost, Network};
 use crate::lb::render::{self, keys, DesiredRow};
 use crate::lb::validate::{self, Limits, OvnNetwork};
-use crate::nb::{LoadBalancer, Table};
-use crate::ovsdb::{Changes, Session};
+use crate::nb::{LoadBalancer, LogicalRouter, LogicalSwitch, Table};
+use crate::ovsdb::{CacheRow, CacheView, Changes, Session};
 use crate::store::{Change, Store, StoreError};
 
 /// A key: (network, listen address).
@@ -89,7 +90,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Object {
     Lb(LoadBalancersPost, u64),
     Fwd(ForwardsPost, u64),
@@ -126,7 +127,49 @@ pub struct Controller {
     key_rows: HashMap<Key, Vec<Uuid>>,
     /// Rendered rows per key, until its object or network changes: a resync only
     /// compares.
-    rendered: HashMap<Key, Vec<DesiredRow>>,
+    rendered: HashMap<Key, Rendered>,
+}
+
+/// A key's rendered rows, and what NB looked like when they were last found to match.
+#[derive(Debug)]
+struct Rendered {
+    rows: Vec<DesiredRow>,
+    /// Set when a plan over the live cache found nothing to do for the key; dropped
+    /// with the rows (their object or network changed) and on failure.
+    seen: Option<Seen>,
+}
+
+/// The live rows a clean plan read, as (row count, highest row version) of the
+/// `Load_Balancer` rows under the key's listen address and of all routers and switches.
+/// Every insert or modify stamps a row with a version above all others, and a delete
+/// lowers the count, so while both pairs are unchanged, so is every row that plan read:
+/// the key still matches without comparing its rows again. This is what keeps a
+/// periodic resync cheap; any difference sends the key through the full plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    rows: (usize, u64),
+    topology: (usize, u64),
+}
+
+/// (count, highest version) of some rows.
+fn versions<'a>(rows: impl Iterator<Item = &'a Arc<CacheRow>>) -> (usize, u64) {
+    rows.fold((0, 0), |(n, v), r| (n + 1, v.max(r.version())))
+}
+
+/// [`Seen::topology`]: every router and switch (attachments are read from them).
+fn topology(v: &CacheView) -> (usize, u64) {
+    versions(
+        v.rows(LogicalRouter::NAME)
+            .chain(v.rows(LogicalSwitch::NAME)),
+    )
+}
+
+/// [`Seen::rows`]: the rows under one listen address, ours or not.
+fn listen_rows(v: &CacheView, listen: &str) -> (usize, u64) {
+    versions(
+        v.lookup(&plan::listen_index(), &crate::ovsdb::Datum::scalar(listen))
+            .iter(),
+    )
 }
 
 impl Controller {
@@ -138,14 +181,14 @@ impl Controller {
             store,
             opts,
             status: Status::default(),
-            nets: HashMap::new(),
-            objects: HashMap::new(),
+            nets: HashMap::default(),
+            objects: HashMap::default(),
             dirty: BTreeSet::new(),
             removed: BTreeSet::new(),
-            backoff: HashMap::new(),
-            applied: HashMap::new(),
-            key_rows: HashMap::new(),
-            rendered: HashMap::new(),
+            backoff: HashMap::default(),
+            applied: HashMap::default(),
+            key_rows: HashMap::default(),
+            rendered: HashMap::default(),
         }
     }
 
@@ -180,7 +223,7 @@ impl Controller {
                 _ = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= next_resync {
                         debug!("periodic resync");
-                        self.load();
+                        self.resync().await;
                         next_resync = Instant::now() + self.opts.resync_every;
                     }
                 }
@@ -223,18 +266,21 @@ impl Controller {
     /// Reload everything from the store (every key dirty): what `run` does first and
     /// on each periodic resync.
     pub fn load(&mut self) {
-        self.rendered.clear();
         let networks = match self.store.networks() {
             Ok(n) => n.into_iter().map(|s| s.value).collect::<Vec<_>>(),
             Err(e) => return warn!(error = %e, "reading the store"),
         };
-        let old: BTreeSet<String> = self.nets.keys().cloned().collect();
-        self.nets.clear();
-        let old_keys: BTreeSet<Key> = self.objects.keys().cloned().collect();
-        self.objects.clear();
+        let old_nets = std::mem::take(&mut self.nets);
+        let old: BTreeSet<String> = old_nets.keys().cloned().collect();
+        let old_objects = std::mem::take(&mut self.objects);
+        let old_keys: BTreeSet<Key> = old_objects.keys().cloned().collect();
         for n in &networks {
             self.load_network(n, &networks);
         }
+        // Rendered rows stay valid while their object and network are unchanged.
+        self.rendered.retain(|k, _| {
+            old_objects.get(k) == self.objects.get(k) && old_nets.get(&k.0) == self.nets.get(&k.0)
+        });
         for gone in old.iter().filter(|n| !self.nets.contains_key(*n)) {
             self.removed.insert(gone.clone());
         }
@@ -410,12 +456,13 @@ impl Controller {
             Some(Object::Fwd(f, rev)) => render::render_forward(&self.opts.owner, net, f, *rev),
             None => Vec::new(),
         };
-        self.rendered.insert(key.clone(), rows);
+        self.rendered
+            .insert(key.clone(), Rendered { rows, seen: None });
     }
 
-    /// Mark every key dirty and reconcile them: the periodic resync, without re-reading
-    /// the store (store changes arrive through its feed). With nothing to change it only
-    /// compares memoised rows with the cache.
+    /// The periodic resync: every key checked against the live cache. The store is not
+    /// re-read: it is written only through [`Store`], whose feed never drops a change.
+    /// With nothing to change, a key costs a look at its rows' versions ([`Seen`]).
     pub async fn resync(&mut self) {
         self.dirty.extend(self.objects.keys().cloned());
         self.work().await;
@@ -458,21 +505,54 @@ impl Controller {
         for k in keys {
             self.ensure_rendered(net, k);
         }
-        let plan = {
-            let empty: Vec<DesiredRow> = Vec::new();
-            let objects: Vec<(&str, &[DesiredRow])> = keys
-                .iter()
-                .map(|k| {
-                    (
-                        k.1.as_str(),
-                        self.rendered.get(k).unwrap_or(&empty).as_slice(),
-                    )
-                })
-                .collect();
-            self.session
-                .cache()
-                .read(|v| plan::plan_objects(&self.opts.owner, net, &objects, v))
+        let (keys, plan, seen) = {
+            let rendered = &self.rendered;
+            let owner = &self.opts.owner;
+            self.session.cache().read(|v| {
+                let topology = topology(v);
+                // Keys whose rows and topology are as a clean plan saw them need nothing.
+                let keys: Vec<Key> = keys
+                    .iter()
+                    .filter(|k| {
+                        rendered.get(*k).and_then(|r| r.seen).is_none_or(|s| {
+                            s.topology != topology || s.rows != listen_rows(v, &k.1)
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                let objects: Vec<(&str, &[DesiredRow])> = keys
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.1.as_str(),
+                            rendered.get(k).map_or(&[][..], |r| r.rows.as_slice()),
+                        )
+                    })
+                    .collect();
+                let plan = plan::plan_objects(owner, net, &objects, v);
+                // A clean plan: remember what it read.
+                let seen: Vec<Seen> = match &plan {
+                    Ok(p) if p.ops.is_empty() => keys
+                        .iter()
+                        .map(|k| Seen {
+                            rows: listen_rows(v, &k.1),
+                            topology,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                (keys, plan, seen)
+            })
         };
+        if keys.is_empty() {
+            return;
+        }
+        let keys = &keys[..];
+        for (k, s) in keys.iter().zip(seen) {
+            if let Some(r) = self.rendered.get_mut(k) {
+                r.seen = Some(s);
+            }
+        }
         let plan = match plan {
             Ok(p) => p,
             Err(e) => {
@@ -504,7 +584,7 @@ impl Controller {
         let mut status = lock(&self.status.keys);
         for k in keys {
             self.backoff.remove(k);
-            let rows = self.rendered.get(k).map(Vec::as_slice).unwrap_or(&[]);
+            let rows = self.rendered.get(k).map_or(&[][..], |r| r.rows.as_slice());
             // Nothing to do, and what we recorded is exactly what is rendered now.
             let unchanged = plan.ops.is_empty()
                 && match self.key_rows.get(k) {
@@ -583,6 +663,9 @@ impl Controller {
         let now = Instant::now();
         let mut status = lock(&self.status.keys);
         for k in keys {
+            if let Some(r) = self.rendered.get_mut(k) {
+                r.seen = None;
+            }
             let delay = self
                 .backoff
                 .get(k)
