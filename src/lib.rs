@@ -13,6 +13,11 @@
 //!   guarded transactions.
 //! - [`store`]: durable desired state behind a small trait; SQLite (the spec's tables)
 //!   is the embedded default.
+//! - [`api`]: the LXD-compatible REST API (axum) over a store, a controller's status and
+//!   an NB session; LXD's envelopes, ETags, PATCH, `/state`.
+//! - [`cli`]: the `ovnlb network …` commands and their HTTP client of ovnlbd's socket.
+//! - [`daemon`]: ovnlbd as a library: settings, and `run` (store, NB session,
+//!   controller, API) until cancelled.
 //!
 //! - [`feed`]: coalescing change feeds (never drop, merge instead).
 //! - [`fasthash`]: the hash maps of the hot paths (foldhash instead of SipHash).
@@ -21,6 +26,9 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod api;
+pub mod cli;
+pub mod daemon;
 pub mod fasthash;
 pub mod feed;
 pub mod lb;

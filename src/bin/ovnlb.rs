@@ -1,5 +1,6 @@
-//! `ovnlb`: the command line. For now `ovnlb reconcile`, one ad-hoc pass from a
-//! desired-state file into OVN Northbound, without a daemon.
+//! `ovnlb`: the command line. `ovnlb network …` (with `load-balancer` and `forward`)
+//! against a running ovnlbd, and `ovnlb reconcile`, one ad-hoc pass from a desired-state
+//! file or store into OVN Northbound, without a daemon.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ use ovnlb::store::{SqliteStore, Store};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connect: ovnlb::cli::Connect,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -32,6 +35,9 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Networks, their load balancers and forwards, through ovnlbd.
+    #[command(subcommand)]
+    Network(ovnlb::cli::NetworkCmd),
     /// One reconcile pass from a desired-state file into NB, then exit: 0 when NB
     /// matches the desired state afterwards.
     Reconcile {
@@ -105,6 +111,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Network(cmd) => {
+            let mut out = std::io::stdout();
+            ovnlb::cli::run(cmd, &cli.connect, &mut out).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reconcile {
             nb,
             nb_ca,

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// `null` (or absent) reads as the type's default.
-pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+/// `null` (or absent) reads as the type's default (a serde `deserialize_with`).
+pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,

@@ -1,0 +1,273 @@
+//! The REST API: LXD's `/1.0/networks`, `/1.0/networks/<net>/load-balancers` and
+//! `/1.0/networks/<net>/forwards`, field for field, with LXD's envelopes
+//! ([`response`]), plus what LXD lacks: `If-Match` checked (412), PATCH that merges,
+//! `/state` with the revision applied in NB, and `?wait=<seconds>` on writes to return
+//! once NB holds them.
+//!
+//! [`router`] builds the whole API over an [`AppState`]; [`bind_unix`] and [`serve`]
+//! serve it on a unix socket until cancelled. Writes are acknowledged once stored; the controller
+//! brings NB along (an NB outage is no reason to refuse a write).
+
+pub mod networks;
+pub mod objects;
+pub mod response;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::lb::validate::Limits;
+use crate::ovsdb::Session;
+use crate::reconcile::controller::Status;
+use crate::store::Store;
+pub use response::ApiError;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Desired state.
+    pub store: Arc<dyn Store>,
+    /// The NB session, for checks against NB (routers, switches, derived subnets) and
+    /// `/state`; `None` runs the API on the store alone.
+    pub session: Option<Session>,
+    /// The controller's progress, for `/state` and `?wait`; `None` without a controller.
+    pub status: Option<Status>,
+    /// Validation limits.
+    pub limits: Limits,
+    /// Owner id of our NB rows.
+    pub owner: String,
+}
+
+impl AppState {
+    /// State over a store only (no NB, no controller).
+    pub fn new(store: Arc<dyn Store>) -> AppState {
+        AppState {
+            store,
+            session: None,
+            status: None,
+            limits: Limits::default(),
+            owner: "ovnlb".into(),
+        }
+    }
+}
+
+/// Query parameters every endpoint accepts.
+#[derive(Debug, Default, Deserialize)]
+pub struct Common {
+    /// `?project=`: only `default` exists.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// `?recursion=1`: objects instead of URLs.
+    #[serde(default)]
+    pub recursion: Option<String>,
+    /// `?wait=<seconds>`: return once NB holds the write (or fail with 504).
+    #[serde(default)]
+    pub wait: Option<String>,
+    /// `?target=`: cluster member; ignored.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+impl Common {
+    /// 404 for any project but `default` (projects are out of scope).
+    ///
+    /// # Errors
+    /// `Project not found`.
+    pub fn check_project(&self) -> Result<(), ApiError> {
+        match self.project.as_deref() {
+            None | Some("") | Some("default") => Ok(()),
+            Some(_) => Err(ApiError::not_found("Project not found")),
+        }
+    }
+
+    /// Whether objects are asked for.
+    pub fn recursive(&self) -> bool {
+        self.recursion
+            .as_deref()
+            .is_some_and(|r| !r.is_empty() && r != "0")
+    }
+
+    /// The `wait` timeout, if asked for.
+    ///
+    /// # Errors
+    /// 400 when it is not a number of seconds.
+    pub fn wait(&self) -> Result<Option<Duration>, ApiError> {
+        match self.wait.as_deref() {
+            None | Some("") => Ok(None),
+            Some(w) => w
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+                .map(|s| Some(Duration::from_secs_f64(s)))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Invalid wait \"{w}\": a number of seconds from 0 to 3600"
+                    ))
+                }),
+        }
+    }
+}
+
+/// The `If-Match` header as a revision (quotes stripped, `*` and absence mean none).
+///
+/// # Errors
+/// 412 when it cannot be one of our ETags.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or("").trim();
+    let v = v.strip_prefix("W/").unwrap_or(v).trim_matches('"');
+    if v.is_empty() || v == "*" {
+        return Ok(None);
+    }
+    v.parse().map(Some).map_err(|_| {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("ETag doesn't match: \"{v}\" is not a current ETag"),
+        )
+    })
+}
+
+/// The extensions `GET /1.0` lists: LXD's that we implement, and ours.
+pub const API_EXTENSIONS: &[&str] = &[
+    "etag",
+    "patch",
+    "network",
+    "network_type_ovn",
+    "network_forward",
+    "network_forward_ports",
+    "network_load_balancer",
+    "network_load_balancer_state",
+    "ovnlb_state_revision",
+    "ovnlb_write_wait",
+];
+
+async fn server_info(Query(q): Query<Common>) -> Result<Response, ApiError> {
+    q.check_project()?;
+    Ok(response::sync(json!({
+        "api_extensions": API_EXTENSIONS,
+        "api_status": "stable",
+        "api_version": "1.0",
+        "auth": "trusted",
+        "auth_methods": ["tls"],
+        "public": false,
+        "config": {},
+        "environment": {
+            "api_extensions": API_EXTENSIONS,
+            "server": "ovnlb",
+            "server_name": "ovnlbd",
+            "server_version": env!("CARGO_PKG_VERSION"),
+            "server_clustered": false,
+            "project": "default",
+            "storage": "",
+            "storage_version": "",
+        },
+    })))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not found")
+}
+
+/// The API's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    let lbs = "/1.0/networks/{net}/load-balancers";
+    let fwds = "/1.0/networks/{net}/forwards";
+    use objects::{Fwd, Lb};
+    Router::new()
+        .route("/1.0", get(server_info))
+        .route("/1.0/", get(server_info))
+        .route("/1.0/networks", get(networks::list).post(networks::create))
+        .route(
+            "/1.0/networks/{net}",
+            get(networks::show)
+                .put(networks::put)
+                .patch(networks::patch)
+                .delete(networks::delete),
+        )
+        .route(lbs, get(objects::list::<Lb>).post(objects::create::<Lb>))
+        .route(
+            &format!("{lbs}/{{addr}}"),
+            get(objects::show::<Lb>)
+                .put(objects::put::<Lb>)
+                .patch(objects::patch::<Lb>)
+                .delete(objects::delete::<Lb>),
+        )
+        .route(&format!("{lbs}/{{addr}}/state"), get(objects::state::<Lb>))
+        .route(fwds, get(objects::list::<Fwd>).post(objects::create::<Fwd>))
+        .route(
+            &format!("{fwds}/{{addr}}"),
+            get(objects::show::<Fwd>)
+                .put(objects::put::<Fwd>)
+                .patch(objects::patch::<Fwd>)
+                .delete(objects::delete::<Fwd>),
+        )
+        .route(
+            &format!("{fwds}/{{addr}}/state"),
+            get(objects::state::<Fwd>),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .with_state(state)
+}
+
+/// Bind the API's unix socket at `path` (mode 0660; a stale socket nobody answers on is
+/// replaced, a live one is an error).
+///
+/// # Errors
+/// When the socket cannot be bound, or another daemon listens on it.
+pub async fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{}: another daemon is listening", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Serve `router` on `listener` until `cancel`; requests in flight are finished first.
+///
+/// # Errors
+/// When accepting fails for good.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    router: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    info!("API listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}
+
+/// Read the body of a write as JSON, with LXD-style errors.
+///
+/// # Errors
+/// 400 naming what does not decode.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
+}
+
+/// Handlers' shared state extractor.
+pub type AppStateExt = State<AppState>;

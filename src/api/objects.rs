@@ -1,0 +1,586 @@
+//! `/1.0/networks/<net>/load-balancers` and `/1.0/networks/<net>/forwards`: one set of
+//! handlers, generic over the object [`Kind`] ([`Lb`], [`Fwd`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::response::{created, sync, sync_etag};
+use super::{if_match, json_body, ApiError, AppState, Common};
+use crate::lb::model::{
+    canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost, Network,
+};
+use crate::lb::validate::{self, Limits, OvnNetwork, Uplink, ValidationError};
+use crate::nb::{LogicalRouter, LogicalSwitch, Table};
+use crate::store::{Store, StoreError, Stored};
+
+/// An object kind of the API: load balancers or forwards.
+pub trait Kind: Send + Sync + 'static {
+    /// The editable part (`PUT`).
+    type Put: Serialize + DeserializeOwned + Clone + Default + Send + Sync;
+    /// The whole object (`POST`, and what is stored).
+    type Post: Serialize + DeserializeOwned + Clone + Send + Sync;
+    /// The path segment: `load-balancers`, `forwards`.
+    const COLLECTION: &'static str;
+    /// 404 text, LXD's.
+    const NOT_FOUND: &'static str;
+    /// The name in messages: `load balancer`, `forward`.
+    const WHAT: &'static str;
+    /// The objects of a network.
+    ///
+    /// # Errors
+    /// The store's.
+    fn list(s: &dyn Store, net: &str) -> Result<Vec<Stored<Self::Post>>, StoreError>;
+    /// One object.
+    ///
+    /// # Errors
+    /// The store's.
+    fn get(s: &dyn Store, net: &str, listen: &str) -> Result<Stored<Self::Post>, StoreError>;
+    /// Create.
+    ///
+    /// # Errors
+    /// The store's.
+    fn create(s: &dyn Store, net: &str, o: &Self::Post) -> Result<u64, StoreError>;
+    /// Replace the editable fields.
+    ///
+    /// # Errors
+    /// The store's.
+    fn update(
+        s: &dyn Store,
+        net: &str,
+        listen: &str,
+        put: &Self::Put,
+        if_match: Option<u64>,
+    ) -> Result<u64, StoreError>;
+    /// Delete.
+    ///
+    /// # Errors
+    /// The store's.
+    fn delete(
+        s: &dyn Store,
+        net: &str,
+        listen: &str,
+        if_match: Option<u64>,
+    ) -> Result<(), StoreError>;
+    /// (listen address, editable part).
+    fn split(o: Self::Post) -> (String, Self::Put);
+    /// The whole object from its parts.
+    fn join(listen: String, put: Self::Put) -> Self::Post;
+    /// Canonical form.
+    fn normalise(o: &mut Self::Post);
+    /// Every broken rule.
+    fn validate(o: &Self::Post, net: &OvnNetwork, up: &Uplink, l: &Limits) -> Vec<ValidationError>;
+    /// The config map, for dropping keys set to `""`.
+    fn config(put: &mut Self::Put) -> &mut Config;
+}
+
+/// Load balancers.
+#[derive(Debug)]
+pub enum Lb {}
+/// Forwards.
+#[derive(Debug)]
+pub enum Fwd {}
+
+impl Kind for Lb {
+    type Put = LoadBalancerPut;
+    type Post = LoadBalancersPost;
+    const COLLECTION: &'static str = "load-balancers";
+    const NOT_FOUND: &'static str = "Network load balancer not found";
+    const WHAT: &'static str = "load balancer";
+    fn list(s: &dyn Store, net: &str) -> Result<Vec<Stored<Self::Post>>, StoreError> {
+        s.load_balancers(net)
+    }
+    fn get(s: &dyn Store, net: &str, listen: &str) -> Result<Stored<Self::Post>, StoreError> {
+        s.load_balancer(net, listen)
+    }
+    fn create(s: &dyn Store, net: &str, o: &Self::Post) -> Result<u64, StoreError> {
+        s.create_load_balancer(net, o)
+    }
+    fn update(
+        s: &dyn Store,
+        net: &str,
+        listen: &str,
+        put: &Self::Put,
+        if_match: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        s.update_load_balancer(net, listen, put, if_match)
+    }
+    fn delete(
+        s: &dyn Store,
+        net: &str,
+        listen: &str,
+        if_match: Option<u64>,
+    ) -> Result<(), StoreError> {
+        s.delete_load_balancer(net, listen, if_match)
+    }
+    fn split(o: Self::Post) -> (String, Self::Put) {
+        (o.listen_address, o.put)
+    }
+    fn join(listen_address: String, put: Self::Put) -> Self::Post {
+        LoadBalancersPost {
+            put,
+            listen_address,
+        }
+    }
+    fn normalise(o: &mut Self::Post) {
+        o.normalise();
+    }
+    fn validate(o: &Self::Post, net: &OvnNetwork, up: &Uplink, l: &Limits) -> Vec<ValidationError> {
+        validate::validate_load_balancer(o, net, up, l)
+    }
+    fn config(put: &mut Self::Put) -> &mut Config {
+        &mut put.config
+    }
+}
+
+impl Kind for Fwd {
+    type Put = ForwardPut;
+    type Post = ForwardsPost;
+    const COLLECTION: &'static str = "forwards";
+    const NOT_FOUND: &'static str = "Network forward not found";
+    const WHAT: &'static str = "forward";
+    fn list(s: &dyn Store, net: &str) -> Result<Vec<Stored<Self::Post>>, StoreError> {
+        s.forwards(net)
+    }
+    fn get(s: &dyn Store, net: &str, listen: &str) -> Result<Stored<Self::Post>, StoreError> {
+        s.forward(net, listen)
+    }
+    fn create(s: &dyn Store, net: &str, o: &Self::Post) -> Result<u64, StoreError> {
+        s.create_forward(net, o)
+    }
+    fn update(
+        s: &dyn Store,
+        net: &str,
+        listen: &str,
+        put: &Self::Put,
+        if_match: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        s.update_forward(net, listen, put, if_match)
+    }
+    fn delete(
+        s: &dyn Store,
+        net: &str,
+        listen: &str,
+        if_match: Option<u64>,
+    ) -> Result<(), StoreError> {
+        s.delete_forward(net, listen, if_match)
+    }
+    fn split(o: Self::Post) -> (String, Self::Put) {
+        (o.listen_address, o.put)
+    }
+    fn join(listen_address: String, put: Self::Put) -> Self::Post {
+        ForwardsPost {
+            put,
+            listen_address,
+        }
+    }
+    fn normalise(o: &mut Self::Post) {
+        o.normalise();
+    }
+    fn validate(o: &Self::Post, net: &OvnNetwork, up: &Uplink, l: &Limits) -> Vec<ValidationError> {
+        validate::validate_forward(o, net, up, l)
+    }
+    fn config(put: &mut Self::Put) -> &mut Config {
+        &mut put.config
+    }
+}
+
+/// The object as `GET` returns it: the stored fields plus `location` (always empty:
+/// OVN load balancers are not member-specific).
+fn served<K: Kind>(o: &K::Post) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("location".into(), Value::String(String::new()));
+    }
+    v
+}
+
+fn url<K: Kind>(net: &str, listen: &str) -> String {
+    format!("/1.0/networks/{net}/{}/{listen}", K::COLLECTION)
+}
+
+/// An `ovn` network ready to validate against: parsed, its uplink parsed, subnets from
+/// its config (derived from NB when absent and NB is at hand).
+///
+/// # Errors
+/// 404 for an unknown network, 400 for one that cannot have load balancers or forwards.
+pub fn ovn_context(
+    st: &AppState,
+    network: &str,
+    what: &str,
+) -> Result<(OvnNetwork, Uplink), ApiError> {
+    let all: Vec<Network> = st
+        .store
+        .networks()
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .into_iter()
+        .map(|s| s.value)
+        .collect();
+    let n = all
+        .iter()
+        .find(|n| n.name == network)
+        .ok_or_else(|| ApiError::not_found("Network not found"))?;
+    if n.kind != "ovn" {
+        return Err(ApiError::bad_request(format!(
+            "Network driver \"{}\" does not support {what}s",
+            n.kind
+        )));
+    }
+    let mut net = validate::parse_ovn(n, &all).map_err(|e| ApiError::invalid(&e))?;
+    if !net.subnets_given {
+        if let Some(s) = &st.session {
+            if s.cache().is_ready() {
+                if let Ok((v4, v6)) = s
+                    .cache()
+                    .read(|v| crate::reconcile::plan::derive_subnets(v, &net))
+                {
+                    net.subnet4 = v4;
+                    net.subnet6 = v6;
+                }
+            }
+        }
+    }
+    let up_net = all.iter().find(|u| u.name == net.uplink).ok_or_else(|| {
+        ApiError::bad_request(format!("Uplink network \"{}\" not found", net.uplink))
+    })?;
+    let up = validate::parse_uplink(up_net).map_err(|e| ApiError::invalid(&e))?;
+    Ok((net, up))
+}
+
+/// The listen address of a path, canonical.
+fn path_listen(addr: &str) -> String {
+    canonical_ip(addr).unwrap_or_else(|| addr.to_owned())
+}
+
+/// Validate `o` for `network`, then store it through `write`.
+fn checked<K: Kind>(st: &AppState, network: &str, o: &mut K::Post) -> Result<(), ApiError> {
+    K::normalise(o);
+    let (net, up) = ovn_context(st, network, K::WHAT)?;
+    let errors = K::validate(o, &net, &up, &st.limits);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&errors))
+    }
+}
+
+/// Drop config keys whose value is `""` (how lxc's `unset` removes a key).
+fn drop_empty<K: Kind>(put: &mut K::Put) {
+    K::config(put).retain(|_, v| !v.is_empty());
+}
+
+/// Wait until the controller has applied `revision` of the object (`None`: its removal),
+/// if the client asked to.
+async fn wait_applied(
+    st: &AppState,
+    q: &Common,
+    network: &str,
+    listen: &str,
+    revision: Option<u64>,
+) -> Result<(), ApiError> {
+    let Some(timeout) = q.wait()? else {
+        return Ok(());
+    };
+    let Some(status) = &st.status else {
+        return Err(ApiError::bad_request(
+            "wait: no controller runs in this server",
+        ));
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_micros(200);
+    loop {
+        let k = status.key(network, listen);
+        let done = match revision {
+            Some(r) => k
+                .as_ref()
+                .is_some_and(|k| k.applied_revision.is_some_and(|a| a >= r) && k.error.is_empty()),
+            None => k.is_none(),
+        };
+        if done {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let why = k
+                .map(|k| k.error)
+                .filter(|e| !e.is_empty())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "Stored, but not yet applied in OVN within {:.3} s{why}",
+                    timeout.as_secs_f64()
+                ),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// `GET …/<kind>`: URLs, or objects with `recursion=1`.
+///
+/// # Errors
+/// 404 for an unknown network or project.
+pub async fn list<K: Kind>(
+    State(st): State<AppState>,
+    Path(network): Path<String>,
+    Query(q): Query<Common>,
+) -> Result<Response, ApiError> {
+    q.check_project()?;
+    ovn_context(&st, &network, K::WHAT)?;
+    let objs = K::list(st.store.as_ref(), &network)
+        .map_err(|e| ApiError::from_store(e, "Network not found"))?;
+    if q.recursive() {
+        let v: Vec<Value> = objs.iter().map(|s| served::<K>(&s.value)).collect();
+        Ok(sync(v))
+    } else {
+        let v: Vec<String> = objs
+            .into_iter()
+            .map(|s| url::<K>(&network, &K::split(s.value).0))
+            .collect();
+        Ok(sync(v))
+    }
+}
+
+/// `POST …/<kind>`: 201 + `Location`.
+///
+/// # Errors
+/// 400 (the rule named), 404, 409 (address taken).
+pub async fn create<K: Kind>(
+    State(st): State<AppState>,
+    Path(network): Path<String>,
+    Query(q): Query<Common>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    q.check_project()?;
+    let mut o: K::Post = json_body(&body)?;
+    let (listen, mut put) = K::split(o);
+    drop_empty::<K>(&mut put);
+    if listen.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "listen_address: a listen address is required (allocation is not supported)",
+        ));
+    }
+    o = K::join(listen, put);
+    checked::<K>(&st, &network, &mut o)?;
+    let revision = K::create(st.store.as_ref(), &network, &o)
+        .map_err(|e| ApiError::from_store(e, "Network not found"))?;
+    let listen = K::split(o).0;
+    wait_applied(&st, &q, &network, &listen, Some(revision)).await?;
+    Ok(created(&url::<K>(&network, &listen)))
+}
+
+/// `GET …/<kind>/<addr>` with `ETag`.
+///
+/// # Errors
+/// 404.
+pub async fn show<K: Kind>(
+    State(st): State<AppState>,
+    Path((network, addr)): Path<(String, String)>,
+    Query(q): Query<Common>,
+) -> Result<Response, ApiError> {
+    q.check_project()?;
+    ovn_context(&st, &network, K::WHAT)?;
+    let s = K::get(st.store.as_ref(), &network, &path_listen(&addr))
+        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+    Ok(sync_etag(served::<K>(&s.value), s.revision))
+}
+
+async fn write<K: Kind>(
+    st: AppState,
+    network: String,
+    addr: String,
+    q: Common,
+    headers: HeaderMap,
+    put: K::Put,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let listen = path_listen(&addr);
+    let mut put = put;
+    drop_empty::<K>(&mut put);
+    let mut o = K::join(listen.clone(), put);
+    checked::<K>(&st, &network, &mut o)?;
+    let (listen, put) = K::split(o);
+    let revision = K::update(st.store.as_ref(), &network, &listen, &put, expected)
+        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+    wait_applied(&st, &q, &network, &listen, Some(revision)).await?;
+    Ok(sync(Value::Null))
+}
+
+/// `PUT …/<kind>/<addr>`: replace the editable fields (`If-Match` checked).
+///
+/// # Errors
+/// 400, 404, 409, 412.
+pub async fn put<K: Kind>(
+    State(st): State<AppState>,
+    Path((network, addr)): Path<(String, String)>,
+    Query(q): Query<Common>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    q.check_project()?;
+    let put: K::Put = json_body(&body)?;
+    // The object must exist first (404 before any validation message).
+    K::get(st.store.as_ref(), &network, &path_listen(&addr)).map_err(|e| match e {
+        StoreError::NotFound(_) => match st.store.network(&network) {
+            Err(_) => ApiError::not_found("Network not found"),
+            Ok(_) => ApiError::not_found(K::NOT_FOUND),
+        },
+        e => ApiError::internal(e.to_string()),
+    })?;
+    write::<K>(st, network, addr, q, headers, put).await
+}
+
+/// Merge a PATCH body into the stored editable fields: keys present replace the stored
+/// ones (`null` leaves them), `config` merges key by key (`""` removes a key), an omitted
+/// `description` is kept.
+///
+/// # Errors
+/// 400 when the body is not an object or the result does not decode.
+pub fn merge<K: Kind>(stored: &K::Put, body: &[u8]) -> Result<K::Put, ApiError> {
+    let patch: Value = json_body(body)?;
+    let Value::Object(patch) = patch else {
+        return Err(ApiError::bad_request(
+            "Invalid request body: a JSON object is expected",
+        ));
+    };
+    let mut base = serde_json::to_value(stored).map_err(|e| ApiError::internal(e.to_string()))?;
+    let Value::Object(m) = &mut base else {
+        return Err(ApiError::internal("stored object is not a map"));
+    };
+    for (k, v) in patch {
+        if !m.contains_key(&k) {
+            // listen_address, location and unknown keys: not editable, ignored as LXD does.
+            continue;
+        }
+        match (k.as_str(), v) {
+            (_, Value::Null) => {}
+            ("config", Value::Object(c)) => {
+                let mut cfg: BTreeMap<String, Value> = m
+                    .get("config")
+                    .and_then(|c| serde_json::from_value(c.clone()).ok())
+                    .unwrap_or_default();
+                for (ck, cv) in c {
+                    cfg.insert(ck, cv);
+                }
+                m.insert("config".into(), json!(cfg));
+            }
+            (_, v) => {
+                m.insert(k, v);
+            }
+        }
+    }
+    serde_json::from_value(base)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
+}
+
+/// `PATCH …/<kind>/<addr>`: merge (see [`merge`]), then as PUT.
+///
+/// # Errors
+/// 400, 404, 409, 412.
+pub async fn patch<K: Kind>(
+    State(st): State<AppState>,
+    Path((network, addr)): Path<(String, String)>,
+    Query(q): Query<Common>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    q.check_project()?;
+    ovn_context(&st, &network, K::WHAT)?;
+    let stored = K::get(st.store.as_ref(), &network, &path_listen(&addr))
+        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+    // A PATCH builds on what it read: with no If-Match, on exactly that revision.
+    let expected = if_match(&headers)?.unwrap_or(stored.revision);
+    let put = merge::<K>(&K::split(stored.value).1, &body)?;
+    let mut headers = headers;
+    if let Ok(v) = expected.to_string().parse() {
+        headers.insert(axum::http::header::IF_MATCH, v);
+    }
+    write::<K>(st, network, addr, q, headers, put).await
+}
+
+/// `DELETE …/<kind>/<addr>` (a body is ignored; `If-Match` checked when sent).
+///
+/// # Errors
+/// 404, 412.
+pub async fn delete<K: Kind>(
+    State(st): State<AppState>,
+    Path((network, addr)): Path<(String, String)>,
+    Query(q): Query<Common>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    q.check_project()?;
+    ovn_context(&st, &network, K::WHAT)?;
+    let listen = path_listen(&addr);
+    K::delete(st.store.as_ref(), &network, &listen, if_match(&headers)?)
+        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+    wait_applied(&st, &q, &network, &listen, None).await?;
+    Ok(sync(Value::Null))
+}
+
+/// `GET …/<kind>/<addr>/state`: desired vs applied revision, the NB rows, whether they
+/// are attached, the last error (`decisions.md` §4).
+///
+/// # Errors
+/// 404.
+pub async fn state<K: Kind>(
+    State(st): State<AppState>,
+    Path((network, addr)): Path<(String, String)>,
+    Query(q): Query<Common>,
+) -> Result<Response, ApiError> {
+    q.check_project()?;
+    let (net, _) = ovn_context(&st, &network, K::WHAT)?;
+    let listen = path_listen(&addr);
+    let s = K::get(st.store.as_ref(), &network, &listen)
+        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+    let key = st.status.as_ref().and_then(|s| s.key(&network, &listen));
+    let net_error = st.status.as_ref().and_then(|s| s.network_error(&network));
+    let rows: Vec<(String, uuid::Uuid, String)> =
+        key.as_ref().map(|k| k.rows.clone()).unwrap_or_default();
+    let (mut on_router, mut on_switch) = (false, false);
+    if let Some(sess) = &st.session {
+        sess.cache().read(|v| {
+            let has = |table: &str, name: &str| {
+                let targets = v.find_by(table, "name", name);
+                !rows.is_empty()
+                    && targets.len() == 1
+                    && rows.iter().all(|(_, u, _)| {
+                        targets[0]
+                            .get("load_balancer")
+                            .contains(&crate::ovsdb::Atom::Uuid(*u))
+                    })
+            };
+            on_router = has(LogicalRouter::NAME, &net.router);
+            on_switch = has(LogicalSwitch::NAME, &net.switch);
+        });
+    }
+    let error = key
+        .as_ref()
+        .map(|k| k.error.clone())
+        .filter(|e| !e.is_empty())
+        .or(net_error)
+        .unwrap_or_default();
+    let lbs: Vec<Value> = rows
+        .iter()
+        .map(|(name, uuid, protocol)| json!({"name": name, "uuid": uuid, "protocol": protocol}))
+        .collect();
+    Ok(sync(json!({
+        "backend_health": null,
+        "revision": s.revision,
+        "applied_revision": key.and_then(|k| k.applied_revision),
+        "ovn": {
+            "load_balancers": lbs,
+            "router_attached": on_router,
+            "switch_attached": on_switch,
+        },
+        "error": error,
+    })))
+}

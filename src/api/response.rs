@@ -1,0 +1,141 @@
+//! LXD's response envelopes, and the error type every handler returns.
+//!
+//! Sync: `{"type":"sync","status":"Success","status_code":200,"operation":"",
+//! "error_code":0,"error":"","metadata":…}`; error: `{"type":"error","status":"",
+//! "status_code":0,"operation":"","error_code":N,"error":"…","metadata":null}` with HTTP
+//! status N. Never async: clients such as lxc do not poll operations.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::lb::validate::{ErrorKind, ValidationError};
+use crate::store::StoreError;
+
+/// A sync envelope around `metadata`, HTTP 200.
+pub fn sync(metadata: impl Serialize) -> Response {
+    sync_with(StatusCode::OK, metadata)
+}
+
+fn sync_with(status: StatusCode, metadata: impl Serialize) -> Response {
+    let body = json!({
+        "type": "sync",
+        "status": "Success",
+        "status_code": 200,
+        "operation": "",
+        "error_code": 0,
+        "error": "",
+        "metadata": metadata,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// A sync envelope with an `ETag` header (quoted, as LXD sends it).
+pub fn sync_etag(metadata: impl Serialize, revision: u64) -> Response {
+    let mut r = sync(metadata);
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{revision}\"")) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// 201 Created with `Location` and `metadata: {}` (as Incus answers a create).
+pub fn created(location: &str) -> Response {
+    let mut r = sync_with(StatusCode::CREATED, json!({}));
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// An API error: the HTTP status (also the envelope's `error_code`) and the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, for the client to print.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, message)
+    }
+
+    /// 500, for the store failing.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// Broken rules: 409 when every one is a collision with something that exists,
+    /// else 400. The message lists them all, each naming the field and the rule.
+    pub fn invalid(errors: &[ValidationError]) -> ApiError {
+        let status = if !errors.is_empty() && errors.iter().all(|e| e.kind == ErrorKind::Conflict) {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let message = errors
+            .iter()
+            .map(|e| {
+                if e.field.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("{}: {}", e.field, e.message)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::new(status, message)
+    }
+
+    /// A store error, with `what` naming a missing object LXD's way (e.g.
+    /// `Network load balancer not found`).
+    pub fn from_store(e: StoreError, what: &str) -> ApiError {
+        match e {
+            StoreError::NotFound(_) => ApiError::not_found(what),
+            StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::PreconditionFailed { current, expected } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                format!("ETag doesn't match: stored revision is \"{current}\", If-Match gave \"{expected}\""),
+            ),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": "error",
+            "status": "",
+            "status_code": 0,
+            "operation": "",
+            "error_code": self.status.as_u16(),
+            "error": self.message,
+            "metadata": null,
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,141 @@
+//! `ovnlbd`: the controller process (store, NB session, controller, LXD-compatible API).
+//! Settings: flags > environment > config file > defaults (`decisions.md` §7).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ovnlb::daemon::{self, Settings};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "ovnlbd",
+    version,
+    about = "ovnlb's daemon: load balancers and forwards for OVN, behind an LXD-compatible API"
+)]
+struct Flags {
+    /// Config file (TOML; keys as the long flags, with `_`). Default: <dir>/ovnlbd.toml
+    /// when present.
+    #[arg(long, env = "OVNLB_CONFIG")]
+    config: Option<PathBuf>,
+    /// NB remotes, as ovn-nbctl takes them (tcp:IP:PORT,ssl:IP:PORT,unix:PATH).
+    #[arg(long, env = "OVNLB_NB")]
+    nb: Option<String>,
+    /// CA certificate for ssl: remotes.
+    #[arg(long)]
+    nb_ca: Option<PathBuf>,
+    /// Client certificate for ssl: remotes.
+    #[arg(long)]
+    nb_cert: Option<PathBuf>,
+    /// Client private key for ssl: remotes.
+    #[arg(long)]
+    nb_key: Option<PathBuf>,
+    /// Owner id of our NB rows (external_ids:ovnlb:owner).
+    #[arg(long)]
+    owner: Option<String>,
+    /// State directory (database, socket). Default /var/lib/ovnlb.
+    #[arg(long, env = "OVNLB_DIR")]
+    dir: Option<PathBuf>,
+    /// API unix socket. Default <dir>/unix.socket (so LXD_DIR=<dir> lxc … works).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// Periodic resync, in seconds (default 60).
+    #[arg(long)]
+    resync_seconds: Option<u64>,
+}
+
+fn settings(f: Flags) -> Result<Settings, String> {
+    let flags = Settings {
+        nb: f.nb,
+        nb_ca: f.nb_ca,
+        nb_cert: f.nb_cert,
+        nb_key: f.nb_key,
+        owner: f.owner,
+        dir: f.dir,
+        socket: f.socket,
+        log_format: f.log_format,
+        resync_seconds: f.resync_seconds,
+    };
+    let file = match f.config {
+        Some(p) => Settings::from_file(&p)?,
+        None => {
+            let p = flags
+                .dir
+                .clone()
+                .unwrap_or_else(|| daemon::DEFAULT_DIR.into())
+                .join("ovnlbd.toml");
+            if p.exists() {
+                Settings::from_file(&p)?
+            } else {
+                Settings::default()
+            }
+        }
+    };
+    Ok(file.overlay(flags))
+}
+
+fn init_logs(format: Option<&str>) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == Some("json") {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+async fn shutdown_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("signal received: shutting down");
+    cancel.cancel();
+}
+
+fn main() -> ExitCode {
+    let s = match settings(Flags::parse()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logs(s.log_format.as_deref());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let cancel = CancellationToken::new();
+        tokio::spawn(shutdown_signal(cancel.clone()));
+        match daemon::run(s, cancel, None).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,154 @@
+//! The CLI's HTTP client: HTTP/1.1 over the daemon's unix socket (one connection per
+//! request, as lxc does), decoding LXD's envelope.
+
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// What went wrong talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon is not there.
+    #[error("cannot reach ovnlbd at {path}: {source}")]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// HTTP failed.
+    #[error("talking to ovnlbd: {0}")]
+    Http(String),
+    /// The daemon answered with an error envelope: its message.
+    #[error("{message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+}
+
+/// One response: status, `ETag` (quotes kept), and the envelope's `metadata`.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `ETag`, verbatim.
+    pub etag: Option<String>,
+    /// `Location`.
+    pub location: Option<String>,
+    /// `metadata` of a sync envelope.
+    pub metadata: Value,
+}
+
+/// A client of one daemon socket.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    /// A client of the socket at `path`.
+    pub fn unix(path: impl AsRef<Path>) -> Client {
+        Client {
+            socket: path.as_ref().to_owned(),
+        }
+    }
+
+    /// Send a request; `body` is JSON. Error envelopes become [`ClientError::Api`].
+    ///
+    /// # Errors
+    /// Connection, HTTP, or the server's error.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Reply, ClientError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: self.socket.clone(),
+                source,
+            })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let bytes = match body {
+            Some(v) => {
+                Bytes::from(serde_json::to_vec(v).map_err(|e| ClientError::Http(e.to_string()))?)
+            }
+            None => Bytes::new(),
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", "unix.socket")
+            .header("User-Agent", concat!("ovnlb/", env!("CARGO_PKG_VERSION")));
+        if body.is_some() {
+            req = req.header("Content-Type", "application/json");
+        }
+        if let Some(m) = if_match {
+            req = req.header("If-Match", m);
+        }
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let status = res.status();
+        let header = |h: &str| {
+            res.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (etag, location) = (header("etag"), header("location"));
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Http(format!("{status}: not a JSON response ({e})")))?;
+        if v.get("type").and_then(Value::as_str) == Some("error") {
+            let message = v
+                .get("error")
+                .and_then(Value::as_str)
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(Reply {
+            status,
+            etag,
+            location,
+            metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    /// `GET`.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {
+        self.request(Method::GET, path, None, None).await
+    }
+}

@@ -1,0 +1,184 @@
+//! ovnlbd as a library: settings ([`Settings`], from a TOML file, the environment and
+//! flags, `decisions.md` §7) and [`run`], which starts the store, the NB session and its
+//! cache, the controller and the API, and stops them in order when cancelled.
+//!
+//! Shutdown: cancelling stops the API from accepting (requests in flight finish), then
+//! the controller (a transaction in flight is finished first), then the NB session.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::lb::validate::Limits;
+use crate::ovsdb::{self, Session, SessionConfig, TlsFiles};
+use crate::reconcile::controller::{Controller, ControllerOptions};
+use crate::reconcile::plan::listen_index;
+use crate::store::{SqliteStore, Store};
+
+/// Default state directory.
+pub const DEFAULT_DIR: &str = "/var/lib/ovnlb";
+
+/// ovnlbd's settings. Every field may come from the TOML file; the binary overlays the
+/// environment and flags.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// NB remotes (`tcp:IP:PORT,ssl:IP:PORT,unix:PATH`).
+    pub nb: Option<String>,
+    /// CA for `ssl:` remotes.
+    pub nb_ca: Option<PathBuf>,
+    /// Client certificate for `ssl:` remotes.
+    pub nb_cert: Option<PathBuf>,
+    /// Client key for `ssl:` remotes.
+    pub nb_key: Option<PathBuf>,
+    /// Owner id of our NB rows.
+    pub owner: Option<String>,
+    /// State directory (database, socket).
+    pub dir: Option<PathBuf>,
+    /// API socket (default `<dir>/unix.socket`).
+    pub socket: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// Periodic resync, seconds.
+    pub resync_seconds: Option<u64>,
+}
+
+impl Settings {
+    /// Read a TOML file.
+    ///
+    /// # Errors
+    /// Unreadable file, bad TOML, unknown keys.
+    pub fn from_file(path: &Path) -> Result<Settings, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// `self`, with every field `over` sets replacing it.
+    pub fn overlay(self, over: Settings) -> Settings {
+        Settings {
+            nb: over.nb.or(self.nb),
+            nb_ca: over.nb_ca.or(self.nb_ca),
+            nb_cert: over.nb_cert.or(self.nb_cert),
+            nb_key: over.nb_key.or(self.nb_key),
+            owner: over.owner.or(self.owner),
+            dir: over.dir.or(self.dir),
+            socket: over.socket.or(self.socket),
+            log_format: over.log_format.or(self.log_format),
+            resync_seconds: over.resync_seconds.or(self.resync_seconds),
+        }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| DEFAULT_DIR.into())
+    }
+
+    /// The API socket.
+    pub fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.dir().join("unix.socket"))
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A setting is missing or wrong.
+    #[error("{0}")]
+    Settings(String),
+    /// The store failed to open.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// NB settings are wrong.
+    #[error("NB: {0}")]
+    Ovsdb(#[from] ovsdb::Error),
+    /// The socket or directory.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The NB session of `settings`, monitoring what the controller needs.
+///
+/// # Errors
+/// No or unparsable remotes.
+pub fn nb_session(settings: &Settings) -> Result<Session, DaemonError> {
+    let nb = settings.nb.as_deref().ok_or_else(|| {
+        DaemonError::Settings(
+            "no NB remotes: give --nb (or OVNLB_NB, or nb in the config file)".into(),
+        )
+    })?;
+    let remotes = ovsdb::parse_remotes(nb)?;
+    let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
+    cfg.monitor = crate::nb::monitor_requests();
+    cfg.indexes = vec![listen_index()];
+    if let Some(ca) = &settings.nb_ca {
+        cfg.connect.tls = Some(TlsFiles {
+            ca: ca.clone(),
+            cert: settings.nb_cert.clone(),
+            key: settings.nb_key.clone(),
+        });
+    }
+    Ok(Session::start(cfg)?)
+}
+
+/// Run ovnlbd until `cancel`: the store at `<dir>/ovnlb.db`, the NB session, the
+/// controller and the API on the unix socket. `ready` is cancelled-safe: it is sent the
+/// socket path once the API listens.
+///
+/// # Errors
+/// When something cannot start; after start, failures are logged and retried.
+pub async fn run(
+    settings: Settings,
+    cancel: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<PathBuf>>,
+) -> Result<(), DaemonError> {
+    let dir = settings.dir();
+    std::fs::create_dir_all(&dir)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("ovnlb.db"))?);
+    let session = nb_session(&settings)?;
+    let owner = settings.owner.clone().unwrap_or_else(|| "ovnlb".into());
+    let mut opts = ControllerOptions {
+        owner: owner.clone(),
+        ..Default::default()
+    };
+    if let Some(s) = settings.resync_seconds {
+        opts.resync_every = std::time::Duration::from_secs(s.max(1));
+    }
+    let controller = Controller::new(session.clone(), store.clone(), opts);
+    let state = AppState {
+        store,
+        session: Some(session.clone()),
+        status: Some(controller.status()),
+        limits: Limits::default(),
+        owner,
+    };
+    let tracker = TaskTracker::new();
+    let ctl_cancel = CancellationToken::new();
+    tracker.spawn(controller.run(ctl_cancel.clone()));
+    let socket = settings.socket();
+    let api_cancel = cancel.clone();
+    let router = api::router(state);
+    let listener = api::bind_unix(&socket).await?;
+    if let Some(r) = ready {
+        let _ = r.send(socket.clone());
+    }
+    info!(socket = %socket.display(), dir = %dir.display(), "ovnlbd running");
+    let served = api::serve(listener, router, api_cancel).await;
+    if let Err(e) = &served {
+        warn!(error = %e, "API stopped");
+    }
+    // The API is closed: stop the controller (it finishes a transaction in flight).
+    ctl_cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    session.shutdown();
+    let _ = std::fs::remove_file(&socket);
+    info!("ovnlbd stopped");
+    served.map_err(DaemonError::Io)
+}
