@@ -115,6 +115,15 @@ fn checked(st: &AppState, n: &mut Network, others: &[Network]) -> Result<(), Api
     Ok(())
 }
 
+/// Give a starting NB session a moment to become ready (an `ovn` network is checked
+/// against NB while it is reachable).
+async fn nb_settle(st: &AppState) {
+    if let Some(s) = &st.session {
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.cache().wait_ready()).await;
+    }
+}
+
 /// `GET /1.0/networks`: URLs, or objects with `recursion=1`.
 ///
 /// # Errors
@@ -153,6 +162,9 @@ pub async fn create(
             "Network \"{}\" already exists",
             n.name
         )));
+    }
+    if n.kind == "ovn" {
+        nb_settle(&st).await;
     }
     checked(&st, &mut n, &others)?;
     st.store
@@ -197,6 +209,9 @@ async fn write(
         kind: current.kind.clone(),
         config,
     };
+    if n.kind == "ovn" {
+        nb_settle(&st).await;
+    }
     checked(&st, &mut n, &others)?;
     st.store
         .update_network(&n, expected)

@@ -360,14 +360,19 @@ fn parse_pairs(pairs: &[String]) -> Result<Vec<(String, String)>> {
 /// YAML as lxc prints it (Go's yaml: empty strings as `""`).
 fn yaml<T: serde::Serialize>(v: &T) -> Result<String> {
     let text = serde_yaml_ng::to_string(v).map_err(|e| CliError(e.to_string()))?;
+    // serde's single-quoted scalars become Go's double-quoted ones (only those with no
+    // quote or backslash inside, which read the same either way).
+    let requote = |l: &str| -> Option<String> {
+        let body = l.strip_suffix('\'')?;
+        let at = body.rfind('\'')?;
+        let (head, inner) = (&body[..at], &body[at + 1..]);
+        let plain = !inner.contains(['\'', '"', '\\']);
+        let key = head.ends_with(": ") || head.trim_start() == "- ";
+        (plain && key).then(|| format!("{head}\"{inner}\"\n"))
+    };
     Ok(text
         .lines()
-        .map(|l| match l.strip_suffix("''") {
-            Some(head) if head.ends_with(": ") || head.trim_start() == "- " => {
-                format!("{head}\"\"\n")
-            }
-            _ => format!("{l}\n"),
-        })
+        .map(|l| requote(l).unwrap_or_else(|| format!("{l}\n")))
         .collect())
 }
 
@@ -553,6 +558,15 @@ fn edited(current: &str) -> Result<String> {
     text
 }
 
+/// What `get` prints: the value and a newline; nothing for a missing key (as lxc).
+fn got(v: Option<Value>) -> String {
+    match v {
+        Some(Value::String(s)) => format!("{s}\n"),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => format!("{other}\n"),
+    }
+}
+
 async fn network(cmd: NetworkCmd, c: &Client, out: &mut dyn Write) -> Result<()> {
     match cmd {
         NetworkCmd::List { format } => {
@@ -629,12 +643,7 @@ async fn network(cmd: NetworkCmd, c: &Client, out: &mut dyn Write) -> Result<()>
             } else {
                 r.metadata.get("config").and_then(|m| m.get(&key)).cloned()
             };
-            let text = match v {
-                Some(Value::String(s)) => s,
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            };
-            write_out(out, &format!("{text}\n"))
+            write_out(out, &got(v))
         }
         NetworkCmd::Set {
             network,
@@ -831,12 +840,7 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
             } else {
                 r.metadata.get("config").and_then(|m| m.get(&key)).cloned()
             };
-            let text = match v {
-                Some(Value::String(s)) => s,
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            };
-            write_out(out, &format!("{text}\n"))
+            write_out(out, &got(v))
         }
         ObjectCmd::Set {
             network,
@@ -894,6 +898,20 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
                 serde_yaml_ng::from_str(&text).map_err(|e| CliError(format!("yaml: {e}")))?;
             // Strict, as lxc: the YAML must read as the editable object.
             let e = |e: serde_json::Error| CliError(format!("yaml: {e}"));
+            let (fields, ty): (&[&str], _) = if k.lb {
+                (
+                    &["description", "config", "backends", "ports"],
+                    "NetworkLoadBalancerPut",
+                )
+            } else {
+                (&["description", "config", "ports"], "NetworkForwardPut")
+            };
+            if let Some(bad) = v
+                .as_object()
+                .and_then(|m| m.keys().find(|f| !fields.contains(&f.as_str())))
+            {
+                return err(format!("yaml: field {bad} not found in type {ty}"));
+            }
             if k.lb {
                 serde_json::from_value::<LoadBalancerPut>(v.clone()).map_err(e)?;
             } else {

@@ -912,3 +912,59 @@ pub fn nb_session(remote: Remote, indexes: Vec<ovsdb::IndexSpec>) -> ovsdb::Sess
     cfg.indexes = indexes;
     ovsdb::Session::start(cfg).unwrap()
 }
+
+/// ovnlbd run in-process (`ovnlb::daemon::run`) on a temp state dir against an NB.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    cancel: tokio_util::sync::CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), ovnlb::daemon::DaemonError>>>,
+}
+
+impl Daemon {
+    pub async fn start(nb: &OvsdbServer) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("ovnlbd")
+            .tempdir_in(tmp_base())
+            .unwrap();
+        Self::start_in(nb, dir).await
+    }
+
+    pub async fn start_in(nb: &OvsdbServer, dir: tempfile::TempDir) -> Daemon {
+        let settings = ovnlb::daemon::Settings {
+            nb: Some(format!("unix:{}", nb.sock.display())),
+            dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(ovnlb::daemon::run(settings, cancel.clone(), Some(tx)));
+        let socket = rx.await.expect("the daemon did not start");
+        Daemon {
+            dir,
+            socket,
+            cancel,
+            task: Some(task),
+        }
+    }
+
+    pub fn client(&self) -> ovnlb::cli::Client {
+        ovnlb::cli::Client::unix(&self.socket)
+    }
+
+    /// Stop gracefully; the state dir is kept (for a restart).
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.cancel.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        let dir = tempfile::Builder::new().tempdir_in(tmp_base()).unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}

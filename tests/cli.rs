@@ -1,0 +1,332 @@
+//! The `ovnlb` binary and the real `lxc` client (Debian's lxd-client) against a running
+//! ovnlbd on a real NB: every subcommand, what they print, exit codes and messages.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Run `ovnlb --socket S args…` (stdin: `input`, else /dev/null): (exit ok, stdout, stderr).
+fn ovnlb(sock: &Path, args: &[&str], input: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ovnlb"));
+    cmd.arg("--socket").arg(sock).args(args);
+    run_with(cmd, input)
+}
+
+fn run_with(mut cmd: Command, input: Option<&str>) -> (bool, String, String) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().unwrap();
+    if let Some(i) = input {
+        child.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ovnlb …` that must succeed; its stdout.
+fn ok(sock: &Path, args: &[&str]) -> String {
+    let (good, out, err) = ovnlb(sock, args, None);
+    assert!(good, "ovnlb {args:?} failed: {err}");
+    out
+}
+
+/// `ovnlb …` that must fail; its stderr.
+fn fails(sock: &Path, args: &[&str]) -> String {
+    let (good, out, err) = ovnlb(sock, args, None);
+    assert!(!good, "ovnlb {args:?} succeeded: {out}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovnlb_cli_every_subcommand() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let s = d.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let s = s.as_path();
+        assert_eq!(
+            ok(s, &["network", "create", "uplink", "--type", "physical", "ipv4.routes=192.0.2.0/24"]),
+            "Network uplink created\n"
+        );
+        ok(s, &["network", "create", "ovn1", "network=uplink", "ovn.router=lxd-net1-lr", "ovn.switch=lxd-net1-ls-int"]);
+        assert_eq!(
+            ok(s, &["network", "list"]),
+            "\
++--------+----------+---------+-------------+------------+-------------+---------+---------+
+|  NAME  |   TYPE   | MANAGED |    IPV4     |    IPV6    | DESCRIPTION | USED BY |  STATE  |
++--------+----------+---------+-------------+------------+-------------+---------+---------+
+| ovn1   | ovn      | YES     | 10.0.0.1/24 | fd00::1/64 |             | 0       | CREATED |
++--------+----------+---------+-------------+------------+-------------+---------+---------+
+| uplink | physical | YES     |             |            |             | 0       | CREATED |
++--------+----------+---------+-------------+------------+-------------+---------+---------+
+"
+        );
+        ok(s, &["network", "set", "uplink", "user.x=1"]);
+        assert_eq!(ok(s, &["network", "get", "uplink", "user.x"]), "1\n");
+        ok(s, &["network", "unset", "uplink", "user.x"]);
+        assert_eq!(ok(s, &["network", "get", "uplink", "user.x"]), "");
+        assert!(fails(s, &["network", "set", "uplink", "bogus=1"]).contains("Invalid option \"bogus\""));
+
+        let lb = ["network", "load-balancer"];
+        let a = |rest: &[&'static str]| -> Vec<&'static str> { lb.iter().chain(rest).copied().collect() };
+        assert_eq!(
+            ok(s, &a(&["create", "ovn1", "192.0.2.10", "user.k=v"])),
+            "Network load balancer 192.0.2.10 created\n"
+        );
+        ok(s, &a(&["backend", "add", "ovn1", "192.0.2.10", "b1", "10.0.0.11", "8080"]));
+        ok(s, &a(&["backend", "add", "ovn1", "192.0.2.10", "b2", "10.0.0.12", "8080"]));
+        ok(s, &a(&["port", "add", "ovn1", "192.0.2.10", "tcp", "80", "b1,b2"]));
+        ok(s, &a(&["port", "add", "ovn1", "192.0.2.10", "udp", "53", "target_backend=b1"]));
+        assert_eq!(
+            ok(s, &a(&["show", "ovn1", "192.0.2.10"])),
+            r#"description: ""
+config:
+  user.k: v
+backends:
+- name: b1
+  description: ""
+  target_port: "8080"
+  target_address: 10.0.0.11
+- name: b2
+  description: ""
+  target_port: "8080"
+  target_address: 10.0.0.12
+ports:
+- description: ""
+  protocol: tcp
+  listen_port: "80"
+  target_backend:
+  - b1
+  - b2
+- description: ""
+  protocol: udp
+  listen_port: "53"
+  target_backend:
+  - b1
+listen_address: 192.0.2.10
+location: ""
+"#
+        );
+        assert_eq!(
+            ok(s, &a(&["list", "ovn1"])),
+            "\
++----------------+-------------+-------+
+| LISTEN ADDRESS | DESCRIPTION | PORTS |
++----------------+-------------+-------+
+| 192.0.2.10     |             | 2     |
++----------------+-------------+-------+
+"
+        );
+        assert_eq!(ok(s, &a(&["list", "ovn1", "-f", "csv"])), "192.0.2.10,,2\n");
+        let j: serde_json::Value = serde_json::from_str(&ok(s, &a(&["list", "ovn1", "-f", "json"]))).unwrap();
+        assert_eq!(j[0]["backends"][0]["name"], "b1");
+        assert_eq!(ok(s, &a(&["get", "ovn1", "192.0.2.10", "user.k"])), "v\n");
+        ok(s, &a(&["set", "ovn1", "192.0.2.10", "description=web", "-p"]));
+        assert_eq!(ok(s, &a(&["get", "ovn1", "192.0.2.10", "description", "-p"])), "web\n");
+        ok(s, &a(&["unset", "ovn1", "192.0.2.10", "user.k"]));
+        assert_eq!(ok(s, &a(&["get", "ovn1", "192.0.2.10", "user.k"])), "");
+
+        // Errors: the server's message (or lxc's client-side one), non-zero exit.
+        assert!(fails(s, &a(&["port", "remove", "ovn1", "192.0.2.10", "sctp"])).contains("Error: No matching port(s) found"));
+        assert!(fails(s, &a(&["port", "remove", "ovn1", "192.0.2.10"])).contains("Multiple ports match. Use --force to remove them all"));
+        assert!(fails(s, &a(&["port", "add", "ovn1", "192.0.2.10", "tcp", "99999", "b1"])).contains("Port 99999 is out of range"));
+        assert!(fails(s, &a(&["backend", "remove", "ovn1", "192.0.2.10", "b9"])).contains("No matching backend found"));
+        assert!(fails(s, &a(&["create", "ovn1", "198.51.100.1"])).contains("routes"));
+        assert!(fails(s, &a(&["show", "ovn1", "192.0.2.99"])).contains("Error: Network load balancer not found"));
+        assert!(fails(s, &a(&["show", "nope", "192.0.2.10"])).contains("Error: Network not found"));
+
+        // Edit from stdin.
+        let (good, _, err) = ovnlb(
+            s,
+            &a(&["edit", "ovn1", "192.0.2.10"]),
+            Some("description: edited\nbackends:\n- name: b1\n  target_address: 10.0.0.13\n  target_port: \"9000\"\nports:\n- protocol: tcp\n  listen_port: \"80\"\n  target_backend: [b1]\n"),
+        );
+        assert!(good, "{err}");
+        let (good, _, err) = ovnlb(s, &a(&["edit", "ovn1", "192.0.2.10"]), Some("bogus_field: 1\n"));
+        assert!(!good && err.contains("bogus_field"), "{err}");
+        ok(s, &a(&["port", "remove", "ovn1", "192.0.2.10", "tcp", "80"]));
+        ok(s, &a(&["port", "add", "ovn1", "192.0.2.10", "tcp", "80-81", "b1"]));
+        // A backend still in use stays.
+        assert!(fails(s, &a(&["backend", "remove", "ovn1", "192.0.2.10", "b1"])).contains("Invalid target backend name \"b1\""));
+        ok(s, &a(&["backend", "add", "ovn1", "192.0.2.10", "b2", "10.0.0.12"]));
+        ok(s, &a(&["backend", "remove", "ovn1", "192.0.2.10", "b2"]));
+    })
+    .await
+    .unwrap();
+
+    // `info` shows the state once NB holds it.
+    let s = d.socket.clone();
+    eventually(20, "info shows the applied revision", || {
+        let out = ok(
+            &s,
+            &["network", "load-balancer", "info", "ovn1", "192.0.2.10"],
+        );
+        out.contains("Attached to router: yes").then_some(out)
+    })
+    .await;
+    let s = d.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let s = s.as_path();
+        let out = ok(
+            s,
+            &["network", "load-balancer", "info", "ovn1", "192.0.2.10"],
+        );
+        assert!(
+            out.contains("ovnlb-ovn1-lb-192.0.2.10-tcp") && out.contains("Attached to switch: yes"),
+            "{out}"
+        );
+        assert_eq!(
+            ok(
+                s,
+                &["network", "load-balancer", "delete", "ovn1", "192.0.2.10"]
+            ),
+            "Network load balancer 192.0.2.10 deleted\n"
+        );
+
+        // Forwards.
+        let f = |rest: &[&'static str]| -> Vec<&'static str> {
+            ["network", "forward"].iter().chain(rest).copied().collect()
+        };
+        assert_eq!(
+            ok(
+                s,
+                &f(&["create", "ovn1", "192.0.2.20", "target_address=10.0.0.13"])
+            ),
+            "Network forward 192.0.2.20 created\n"
+        );
+        ok(
+            s,
+            &f(&[
+                "port",
+                "add",
+                "ovn1",
+                "192.0.2.20",
+                "tcp",
+                "80",
+                "10.0.0.11",
+                "8080",
+            ]),
+        );
+        assert_eq!(
+            ok(s, &f(&["list", "ovn1"])),
+            "\
++----------------+-------------+------------------------+-------+
+| LISTEN ADDRESS | DESCRIPTION | DEFAULT TARGET ADDRESS | PORTS |
++----------------+-------------+------------------------+-------+
+| 192.0.2.20     |             | 10.0.0.13              | 1     |
++----------------+-------------+------------------------+-------+
+"
+        );
+        assert!(fails(
+            s,
+            &f(&["backend", "add", "ovn1", "192.0.2.20", "b", "10.0.0.1"])
+        )
+        .contains("no backends"));
+        ok(s, &f(&["port", "remove", "ovn1", "192.0.2.20", "tcp"]));
+        ok(s, &f(&["delete", "ovn1", "192.0.2.20"]));
+        ok(s, &["network", "delete", "ovn1"]);
+        assert!(fails(s, &["network", "show", "ovn1"]).contains("Network not found"));
+    })
+    .await
+    .unwrap();
+}
+
+/// The real lxc (5.0.2) through the daemon's socket: `network list/show`, every `network
+/// forward` subcommand, `query` on load balancers; what it prints equals what ovnlb
+/// prints (or what the API holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_lxc_client() {
+    init_tracing();
+    if Command::new("lxc").arg("--version").output().is_err() {
+        panic!("lxc not installed: scripts/install-deps.sh installs lxd-client");
+    }
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let dir = d.socket.parent().unwrap().to_owned();
+    let conf = tempfile::tempdir_in(tmp_base()).unwrap();
+    std::fs::write(conf.path().join("config.yml"), "").unwrap();
+    let s = d.socket.clone();
+    let conf_path = conf.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let lxc = |args: &[&str], input: Option<&str>| {
+            let mut c = Command::new("lxc");
+            c.env("LXD_DIR", &dir).env("LXD_CONF", &conf_path).args(args);
+            run_with(c, input)
+        };
+        let lxc_ok = |args: &[&str]| {
+            let (good, out, err) = lxc(args, None);
+            assert!(good, "lxc {args:?}: {err}");
+            out
+        };
+        let s = s.as_path();
+        ok(s, &["network", "create", "uplink", "--type", "physical", "ipv4.routes=192.0.2.0/24"]);
+        ok(s, &["network", "create", "ovn1", "network=uplink", "ovn.router=lxd-net1-lr", "ovn.switch=lxd-net1-ls-int"]);
+        assert_eq!(lxc_ok(&["network", "list"]), ok(s, &["network", "list"]));
+        assert_eq!(lxc_ok(&["network", "show", "ovn1"]), ok(s, &["network", "show", "ovn1"]));
+
+        let fw = |rest: &[&str]| -> Vec<String> {
+            ["network", "forward"].iter().map(|x| x.to_string()).chain(rest.iter().map(|x| x.to_string())).collect()
+        };
+        let l = |v: Vec<String>| -> String {
+            let r: Vec<&str> = v.iter().map(String::as_str).collect();
+            lxc_ok(&r)
+        };
+        let o = |v: Vec<String>| -> String {
+            let r: Vec<&str> = v.iter().map(String::as_str).collect();
+            ok(s, &r)
+        };
+        assert_eq!(l(fw(&["create", "ovn1", "192.0.2.30"])), "Network forward 192.0.2.30 created\n");
+        l(fw(&["port", "add", "ovn1", "192.0.2.30", "tcp", "80", "10.0.0.11", "8080"]));
+        l(fw(&["port", "add", "ovn1", "192.0.2.30", "udp", "53", "10.0.0.12"]));
+        l(fw(&["set", "ovn1", "192.0.2.30", "user.k=v"]));
+        assert_eq!(l(fw(&["get", "ovn1", "192.0.2.30", "user.k"])), "v\n");
+        l(fw(&["set", "ovn1", "192.0.2.30", "target_address=10.0.0.13"]));
+        assert_eq!(l(fw(&["show", "ovn1", "192.0.2.30"])), o(fw(&["show", "ovn1", "192.0.2.30"])));
+        assert_eq!(l(fw(&["list", "ovn1"])), o(fw(&["list", "ovn1"])));
+        assert_eq!(l(fw(&["list", "ovn1", "-f", "csv"])), "192.0.2.30,,10.0.0.13,2\n");
+        l(fw(&["unset", "ovn1", "192.0.2.30", "user.k"]));
+        assert_eq!(l(fw(&["get", "ovn1", "192.0.2.30", "user.k"])), "");
+        assert_eq!(o(fw(&["get", "ovn1", "192.0.2.30", "user.k"])), "");
+        assert!(!l(fw(&["show", "ovn1", "192.0.2.30"])).contains("user.k"), "unset keys are dropped");
+        let (good, _, err) = lxc(&["network", "forward", "edit", "ovn1", "192.0.2.30"], Some("description: via lxc\nconfig: {}\nports:\n- protocol: tcp\n  listen_port: \"443\"\n  target_address: 10.0.0.11\n"));
+        assert!(good, "{err}");
+        assert!(o(fw(&["show", "ovn1", "192.0.2.30"])).contains("description: via lxc"));
+        l(fw(&["port", "remove", "ovn1", "192.0.2.30", "tcp", "443"]));
+        // A server-side error, printed by lxc as the server gave it.
+        let (good, _, err) = lxc(&["network", "forward", "port", "add", "ovn1", "192.0.2.30", "sctp", "80", "10.0.0.11"], None);
+        assert!(!good && err.contains("Error: ports[0].protocol: Invalid port protocol in port specification 0"), "{err}");
+        let (good, _, err) = lxc(&["network", "forward", "create", "ovn1", "198.51.100.7"], None);
+        assert!(!good && err.starts_with("Error: ") && err.contains("routes"), "{err}");
+        assert_eq!(l(fw(&["delete", "ovn1", "192.0.2.30"])), "Network forward 192.0.2.30 deleted\n");
+
+        // Load balancers through `lxc query` (5.0.2 has no load-balancer subcommand).
+        let lbs = "/1.0/networks/ovn1/load-balancers";
+        let body = r#"{"listen_address":"192.0.2.10","backends":[{"name":"b1","target_address":"10.0.0.11","target_port":"8080"}],"ports":[{"protocol":"tcp","listen_port":"80","target_backend":["b1"]}]}"#;
+        assert_eq!(lxc_ok(&["query", "-X", "POST", "--data", body, lbs]), "");
+        let list: serde_json::Value = serde_json::from_str(&lxc_ok(&["query", lbs])).unwrap();
+        assert_eq!(list, serde_json::json!(["/1.0/networks/ovn1/load-balancers/192.0.2.10"]));
+        let one: serde_json::Value = serde_json::from_str(&lxc_ok(&["query", &format!("{lbs}/192.0.2.10")])).unwrap();
+        assert_eq!(one["backends"][0]["target_address"], "10.0.0.11");
+        lxc_ok(&["query", "-X", "PATCH", "--data", r#"{"description":"q"}"#, &format!("{lbs}/192.0.2.10")]);
+        assert!(ok(s, &["network", "load-balancer", "show", "ovn1", "192.0.2.10"]).contains("description: q"));
+        let (good, _, err) = lxc(&["query", "-X", "POST", "--data", body, lbs], None);
+        assert!(!good && err.contains("Error: A load balancer for that listen address already exists"), "{err}");
+        lxc_ok(&["query", "-X", "DELETE", &format!("{lbs}/192.0.2.10")]);
+        assert_eq!(lxc_ok(&["query", lbs]).trim(), "[]");
+    })
+    .await
+    .unwrap();
+}
