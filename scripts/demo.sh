@@ -1,17 +1,41 @@
 #!/usr/bin/env bash
-# The README's first command: install, start a sandbox OVN, wire a load balancer into it
-# with ovnlb's native OVSDB client (examples/client_demo.rs), then reconcile a whole
-# desired state (dist/desired-example.yaml) with `ovnlb reconcile`, and show with
-# ovn-trace that northd load-balances the VIPs to the backends.
+# The README's first command, the main job: install what is needed, start a sandbox OVN
+# (NB, SB, northd) with an LXD-like topology, start ovnlbd on SQLite, create a load
+# balancer with the ovnlb CLI, and show it wired: the NB rows on the router and switch,
+# ovnlb's own view of it, and ovn-trace load-balancing a connection to the VIP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+cargo build --quiet --bins
+BIN=$PWD/target/debug
 DIR=${DEMO_DIR:-$(mktemp -d /tmp/ovnlb-demo.XXXXXX)}
 scripts/sandbox.sh up "$DIR"
-cargo run --quiet --example client_demo -- "unix:$DIR/nb.sock"
+export OVNLB_DIR=$DIR/ovnlb
+mkdir -p "$OVNLB_DIR"
+"$BIN/ovnlbd" --nb "unix:$DIR/nb.sock" --log-format text >"$DIR/ovnlbd.log" 2>&1 &
+echo $! >"$DIR/ovnlbd.pid"
+for _ in $(seq 100); do [ -S "$OVNLB_DIR/unix.socket" ] && break; sleep 0.1; done
+[ -S "$OVNLB_DIR/unix.socket" ] || { cat "$DIR/ovnlbd.log"; exit 1; }
+ovnlb() { echo "\$ ovnlb $*"; "$BIN/ovnlb" "$@"; }
+
+echo "== ovnlbd runs on $OVNLB_DIR (SQLite: ovnlb.db, API: unix.socket)"
+ovnlb network create uplink --type physical ipv4.routes=192.0.2.0/24 ipv6.routes=2001:db8::/64
+ovnlb network create ovn1 network=uplink ovn.router=lxd-net1-lr ovn.switch=lxd-net1-ls-int
+ovnlb network list
+ovnlb network load-balancer create ovn1 192.0.2.10 --description web
+ovnlb network load-balancer backend add ovn1 192.0.2.10 c1 10.0.0.11 8080
+ovnlb network load-balancer backend add ovn1 192.0.2.10 c2 10.0.0.12 8080
+ovnlb network load-balancer port add ovn1 192.0.2.10 tcp 80 c1,c2
+ovnlb network load-balancer show ovn1 192.0.2.10
+# The controller applies each change within milliseconds; wait until /state says so.
+for _ in $(seq 100); do
+  "$BIN/ovnlb" network load-balancer info ovn1 192.0.2.10 | grep -q "Applied revision: 4" && break
+  sleep 0.05
+done
+ovnlb network load-balancer info ovn1 192.0.2.10
 ovn-nbctl --db="unix:$DIR/nb.sock" --wait=sb sync
 echo
-echo "== NB: load balancers on the router and the internal switch"
+echo "== NB: the row on the router and the internal switch"
 ovn-nbctl --db="unix:$DIR/nb.sock" lr-lb-list lxd-net1-lr
 ovn-nbctl --db="unix:$DIR/nb.sock" ls-lb-list lxd-net1-ls-int
 echo
@@ -20,31 +44,18 @@ ovn-trace --db="unix:$DIR/sb.sock" --ct=new --ct=new --ct=new lxd-net1-ls-ext \
   'inport == "lxd-net1-ls-ext-lsp-provider" && eth.src == 00:00:00:00:aa:01 &&
    eth.dst == 00:00:00:00:ff:01 && ip4.src == 192.0.2.100 && ip4.dst == 192.0.2.10 &&
    ip.ttl == 64 && tcp && tcp.src == 33333 && tcp.dst == 80' | grep -m1 -o 'ct_lb_mark(backends=[^)]*)'
-trace() { # proto dst port
-  ovn-trace --db="unix:$DIR/sb.sock" --ct=new --ct=new --ct=new lxd-net1-ls-ext \
-    "inport == \"lxd-net1-ls-ext-lsp-provider\" && eth.src == 00:00:00:00:aa:01 && eth.dst == 00:00:00:00:ff:01 &&
-     $4.src == $5 && $4.dst == $2 && ip.ttl == 64 && $1 && $1.src == 33333 && $1.dst == $3" |
-    grep -m1 -o 'ct_lb_mark(backends=[^)]*)'
-}
-echo
-echo "== ovnlb reconcile -f dist/desired-example.yaml (dry run, then for real)"
-cargo run --quiet --bin ovnlb -- reconcile --nb "unix:$DIR/nb.sock" -f dist/desired-example.yaml --dry-run
-cargo run --quiet --bin ovnlb -- reconcile --nb "unix:$DIR/nb.sock" -f dist/desired-example.yaml
-ovn-nbctl --db="unix:$DIR/nb.sock" --wait=sb sync
-echo "== ovn-trace of each VIP"
-echo -n "tcp 192.0.2.20:80     -> "; trace tcp 192.0.2.20 80 ip4 192.0.2.100
-echo -n "udp 192.0.2.20:53     -> "; trace udp 192.0.2.20 53 ip4 192.0.2.100
-echo -n "tcp [2001:db8::20]:443 -> "; trace tcp 2001:db8::20 443 ip6 2001:db8::100
-echo -n "tcp 192.0.2.21:2222   -> "; trace tcp 192.0.2.21 2222 ip4 192.0.2.100
-echo -n "tcp 192.0.2.21:8443   -> "; trace tcp 192.0.2.21 8443 ip4 192.0.2.100
 cat <<MSG
 
-The sandbox keeps running. Try more:
-  export OVN_NB_DB=unix:$DIR/nb.sock OVN_SB_DB=unix:$DIR/sb.sock
-  ovn-nbctl list Load_Balancer
-  cargo run --example client_demo -- unix:$DIR/nb.sock   # idempotent: a replay is refused, nothing duplicated
-  cargo run --bin ovnlb -- reconcile --nb unix:$DIR/nb.sock -f dist/desired-example.yaml   # a second pass: nothing to do
-  (edit dist/desired-example.yaml, or change a VIP with ovn-nbctl, and reconcile again)
-Stop it:
+ovnlbd and the sandbox keep running. Try more:
+  export OVNLB_DIR=$OVNLB_DIR OVN_NB_DB=unix:$DIR/nb.sock OVN_SB_DB=unix:$DIR/sb.sock
+  $BIN/ovnlb network load-balancer port add ovn1 192.0.2.10 udp 53 c1
+  $BIN/ovnlb network forward create ovn1 192.0.2.20 target_address=10.0.0.13
+  $BIN/ovnlb network load-balancer list ovn1
+  ovn-nbctl lb-list                                      # what ovnlbd wrote
+  ovn-nbctl set Load_Balancer <uuid> vips:\\"192.0.2.10:80\\"=\\"10.0.0.99:80\\"   # drift: repaired at once
+  LXD_DIR=$OVNLB_DIR lxc network forward list ovn1      # the real lxc client works too
+  curl -s --unix-socket $OVNLB_DIR/unix.socket 'http://x/1.0/networks/ovn1/load-balancers?recursion=1'
+  cat $DIR/ovnlbd.log
+Stop it (ovnlbd, northd, NB, SB):
   scripts/sandbox.sh down $DIR && rm -rf $DIR
 MSG

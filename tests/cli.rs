@@ -330,3 +330,88 @@ async fn real_lxc_client() {
     .await
     .unwrap();
 }
+
+/// The ovnlbd binary: settings from a TOML file overridden by flags, a bad file refused,
+/// and SIGTERM: a clean stop (exit 0, socket removed), the state kept for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovnlbd_binary_config_and_sigterm() {
+    let ovn = Ovn::start();
+    let tmp = tempfile::tempdir_in(tmp_base()).unwrap();
+    let dir = tmp.path().join("state");
+    let conf = tmp.path().join("ovnlbd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "nb = \"unix:{}\"\nlog_format = \"json\"\nsocket = \"{}/elsewhere.sock\"\n",
+            ovn.nb.sock.display(),
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "nb = \"unix:/x\"\nno_such_key = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
+
+    let sock = dir.join("unix.socket");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
+            .arg("--config")
+            .arg(&conf)
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--socket")
+            .arg(&sock)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = start();
+    eventually(20, "socket", || sock.exists().then_some(())).await;
+    let s = sock.clone();
+    tokio::task::spawn_blocking(move || {
+        ok(
+            &s,
+            &[
+                "network",
+                "create",
+                "uplink",
+                "--type",
+                "physical",
+                "ipv4.routes=192.0.2.0/24",
+            ],
+        );
+    })
+    .await
+    .unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    assert!(!sock.exists(), "socket removed");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let last: serde_json::Value =
+        serde_json::from_str(log.lines().last().unwrap()).expect("JSON log lines");
+    assert_eq!(last["fields"]["message"], "ovnlbd stopped");
+
+    let mut child = start();
+    eventually(20, "socket again", || sock.exists().then_some(())).await;
+    let s = sock.clone();
+    let shown = tokio::task::spawn_blocking(move || ok(&s, &["network", "show", "uplink"]))
+        .await
+        .unwrap();
+    assert!(shown.contains("ipv4.routes: 192.0.2.0/24"), "{shown}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
