@@ -46,6 +46,8 @@ pub struct Settings {
     pub log_format: Option<String>,
     /// Periodic resync, seconds.
     pub resync_seconds: Option<u64>,
+    /// Plain `/metrics` on this TCP address (off by default; `/1.0/metrics` is on the API).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -70,6 +72,7 @@ impl Settings {
             socket: over.socket.or(self.socket),
             log_format: over.log_format.or(self.log_format),
             resync_seconds: over.resync_seconds.or(self.resync_seconds),
+            metrics_listen: over.metrics_listen.or(self.metrics_listen),
         }
     }
 
@@ -157,12 +160,24 @@ pub async fn run(
         status: Some(controller.status()),
         limits: Limits::default(),
         owner,
+        metrics: Some(controller.metrics()),
     };
     let tracker = TaskTracker::new();
     let ctl_cancel = CancellationToken::new();
     tracker.spawn(controller.run(ctl_cancel.clone()));
     let socket = settings.socket();
     let api_cancel = cancel.clone();
+    if let Some(addr) = settings.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr).await?;
+        info!(%addr, "metrics listening");
+        let r = api::metrics_router(state.clone());
+        let c = cancel.clone();
+        tracker.spawn(async move {
+            let _ = axum::serve(l, r)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await;
+        });
+    }
     let router = api::router(state);
     let listener = api::bind_unix(&socket).await?;
     if let Some(r) = ready {

@@ -20,6 +20,7 @@
 //!   controller, API) until cancelled.
 //!
 //! - [`feed`]: coalescing change feeds (never drop, merge instead).
+//! - [`metrics`]: the controller's counters and latency histograms (Prometheus text).
 //! - [`fasthash`]: the hash maps of the hot paths (foldhash instead of SipHash).
 //!
 //! Binaries live in `src/bin/`.
@@ -32,6 +33,7 @@ pub mod daemon;
 pub mod fasthash;
 pub mod feed;
 pub mod lb;
+pub mod metrics;
 pub mod nb;
 pub mod ovsdb;
 pub mod reconcile;

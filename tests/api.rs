@@ -418,6 +418,27 @@ async fn every_endpoint_against_real_nb() {
     .unwrap();
     assert!(vips_of(&ovn, "ovnlb-ovn1-lb-2001:db8::10-tcp").is_none());
 
+    // Metrics: the controller counted its transactions; gauges of NB and our rows.
+    let (st, text) = c.text("/1.0/metrics").await.unwrap();
+    assert_eq!(st, 200);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("ovnlb_transactions_total") >= 5.0, "{text}");
+    assert!(value("ovnlb_commit_seconds_count") >= 5.0);
+    assert_eq!(value("ovnlb_nb_connected"), 1.0);
+    assert_eq!(
+        value("ovnlb_owned_rows"),
+        2.0,
+        "192.0.2.10 tcp and the forward's row"
+    );
+    assert_eq!(value("ovnlb_keys"), 2.0);
+    assert_eq!(value("ovnlb_keys_failing"), 0.0);
+
     // Restart: the state is kept and NB stays as it was.
     let dump = ovn
         .nb

@@ -359,6 +359,11 @@ async fn ovnlbd_binary_config_and_sigterm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
 
     let sock = dir.join("unix.socket");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let start = || {
         Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
             .arg("--config")
@@ -367,6 +372,8 @@ async fn ovnlbd_binary_config_and_sigterm() {
             .arg(&dir)
             .arg("--socket")
             .arg(&sock)
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{port}"))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
@@ -389,6 +396,24 @@ async fn ovnlbd_binary_config_and_sigterm() {
     })
     .await
     .unwrap();
+    // Plain /metrics on the metrics listener.
+    let metrics = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut t = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        t.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut s = String::new();
+        t.read_to_string(&mut s).unwrap();
+        s
+    })
+    .await
+    .unwrap();
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("\novnlb_nb_connected ")
+            && metrics.contains("ovnlb_commit_seconds_bucket"),
+        "{metrics}"
+    );
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::lb::validate::Limits;
+use crate::nb::Table;
 use crate::ovsdb::Session;
 use crate::reconcile::controller::Status;
 use crate::store::Store;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Owner id of our NB rows.
     pub owner: String,
+    /// The controller's metrics, for `/1.0/metrics`.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             status: None,
             limits: Limits::default(),
             owner: "ovnlb".into(),
+            metrics: None,
         }
     }
 }
@@ -176,6 +180,74 @@ async fn server_info(Query(q): Query<Common>) -> Result<Response, ApiError> {
     })))
 }
 
+/// The Prometheus text of `st`: the controller's counters and histograms, and gauges of
+/// the NB session, the owned rows and the keys.
+pub fn metrics_text(st: &AppState) -> String {
+    let mut gauges: Vec<crate::metrics::Gauge<'_>> = Vec::new();
+    if let Some(s) = &st.session {
+        gauges.push((
+            "ovnlb_nb_connected",
+            "1 while connected to a usable NB server.",
+            f64::from(u8::from(s.is_connected())),
+        ));
+        gauges.push((
+            "ovnlb_nb_connections",
+            "NB connections made since start.",
+            s.connection_count() as f64,
+        ));
+        let owned = s.cache().read(|v| {
+            v.rows(crate::nb::LoadBalancer::NAME)
+                .filter(|r| {
+                    r.get("external_ids")
+                        .map_get(crate::lb::render::keys::OWNER)
+                        == Some(st.owner.as_str())
+                })
+                .count()
+        });
+        gauges.push((
+            "ovnlb_owned_rows",
+            "Load_Balancer rows in NB owned by this daemon.",
+            owned as f64,
+        ));
+    }
+    if let Some(status) = &st.status {
+        let (keys, failing) = status.counts();
+        gauges.push((
+            "ovnlb_keys",
+            "Load balancers and forwards the controller tracks.",
+            keys as f64,
+        ));
+        gauges.push((
+            "ovnlb_keys_failing",
+            "Of those, the ones whose last reconcile failed.",
+            failing as f64,
+        ));
+    }
+    match &st.metrics {
+        Some(m) => m.render(&gauges),
+        None => crate::metrics::Metrics::default().render(&gauges),
+    }
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        metrics_text(&st),
+    )
+        .into_response()
+}
+
+/// The plain `/metrics` router (for `metrics_listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("not found")
 }
@@ -188,6 +260,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/1.0", get(server_info))
         .route("/1.0/", get(server_info))
+        .route("/1.0/metrics", get(metrics))
         .route("/1.0/networks", get(networks::list).post(networks::create))
         .route(
             "/1.0/networks/{net}",

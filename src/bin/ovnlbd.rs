@@ -46,6 +46,9 @@ struct Flags {
     /// Periodic resync, in seconds (default 60).
     #[arg(long)]
     resync_seconds: Option<u64>,
+    /// Serve plain /metrics on this address (e.g. 127.0.0.1:9100).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn settings(f: Flags) -> Result<Settings, String> {
@@ -59,6 +62,7 @@ fn settings(f: Flags) -> Result<Settings, String> {
         socket: f.socket,
         log_format: f.log_format,
         resync_seconds: f.resync_seconds,
+        metrics_listen: f.metrics_listen,
     };
     let file = match f.config {
         Some(p) => Settings::from_file(&p)?,

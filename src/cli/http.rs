@@ -61,17 +61,14 @@ impl Client {
         }
     }
 
-    /// Send a request; `body` is JSON. Error envelopes become [`ClientError::Api`].
-    ///
-    /// # Errors
-    /// Connection, HTTP, or the server's error.
-    pub async fn request(
+    /// Send a request and read the whole response: (status, headers, body).
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         if_match: Option<&str>,
-    ) -> Result<Reply, ClientError> {
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|source| ClientError::Connect {
@@ -108,20 +105,43 @@ impl Client {
             .send_request(req)
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        let status = res.status();
+        let (parts, body) = res.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+
+    /// A `GET` of a non-JSON resource (e.g. `/1.0/metrics`): status and text.
+    ///
+    /// # Errors
+    /// Connection or HTTP.
+    pub async fn text(&self, path: &str) -> Result<(StatusCode, String), ClientError> {
+        let (status, _, body) = self.send(Method::GET, path, None, None).await?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// Send a request; `body` is JSON. Error envelopes become [`ClientError::Api`].
+    ///
+    /// # Errors
+    /// Connection, HTTP, or the server's error.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Reply, ClientError> {
+        let (status, headers, body) = self.send(method, path, body, if_match).await?;
         let header = |h: &str| {
-            res.headers()
+            headers
                 .get(h)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
         let (etag, location) = (header("etag"), header("location"));
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Http(format!("{status}: not a JSON response ({e})")))?;
         if v.get("type").and_then(Value::as_str) == Some("error") {

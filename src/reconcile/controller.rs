@@ -23,6 +23,7 @@ use super::transaction;
 use crate::lb::model::{ForwardsPost, LoadBalancersPost, Network};
 use crate::lb::render::{self, keys, DesiredRow};
 use crate::lb::validate::{self, Limits, OvnNetwork};
+use crate::metrics::Metrics;
 use crate::nb::{LoadBalancer, LogicalRouter, LogicalSwitch, Table};
 use crate::ovsdb::{CacheRow, CacheView, Changes, Session};
 use crate::store::{Change, Store, StoreError};
@@ -80,6 +81,15 @@ impl Status {
             .cloned()
     }
 
+    /// (keys known, keys whose last attempt failed).
+    pub fn counts(&self) -> (usize, usize) {
+        let keys = lock(&self.keys);
+        (
+            keys.len(),
+            keys.values().filter(|k| !k.error.is_empty()).count(),
+        )
+    }
+
     /// A network's error (missing router, ambiguous names, invalid config), if any.
     pub fn network_error(&self, network: &str) -> Option<String> {
         lock(&self.networks).get(network).cloned()
@@ -128,6 +138,8 @@ pub struct Controller {
     /// Rendered rows per key, until its object or network changes: a resync only
     /// compares.
     rendered: HashMap<Key, Rendered>,
+    /// Counters and latencies, for `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 /// A key's rendered rows, and what NB looked like when they were last found to match.
@@ -189,12 +201,18 @@ impl Controller {
             applied: HashMap::default(),
             key_rows: HashMap::default(),
             rendered: HashMap::default(),
+            metrics: Arc::new(Metrics::default()),
         }
     }
 
     /// A handle on the progress, for the API.
     pub fn status(&self) -> Status {
         self.status.clone()
+    }
+
+    /// The controller's counters and latencies.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Run until `cancel`; a transaction in flight is finished first.
@@ -464,6 +482,7 @@ impl Controller {
     /// re-read: it is written only through [`Store`], whose feed never drops a change.
     /// With nothing to change, a key costs a look at its rows' versions ([`Seen`]).
     pub async fn resync(&mut self) {
+        Metrics::inc(&self.metrics.resyncs);
         self.dirty.extend(self.objects.keys().cloned());
         self.work().await;
     }
@@ -505,6 +524,7 @@ impl Controller {
         for k in keys {
             self.ensure_rendered(net, k);
         }
+        let planning = std::time::Instant::now();
         let (keys, plan, seen) = {
             let rendered = &self.rendered;
             let owner = &self.opts.owner;
@@ -547,6 +567,8 @@ impl Controller {
         if keys.is_empty() {
             return;
         }
+        Metrics::inc(&self.metrics.passes);
+        self.metrics.plan_seconds.observe(planning.elapsed());
         let keys = &keys[..];
         for (k, s) in keys.iter().zip(seen) {
             if let Some(r) = self.rendered.get_mut(k) {
@@ -563,8 +585,15 @@ impl Controller {
         lock(&self.status.networks).remove(&net.name);
         if !plan.ops.is_empty() {
             let txn = transaction(&plan, self.session.schema());
-            match self.session.transact(&txn).await {
+            let committing = std::time::Instant::now();
+            let result = self.session.transact(&txn).await;
+            self.metrics.commit_seconds.observe(committing.elapsed());
+            match result {
                 Ok(_) => {
+                    Metrics::inc(&self.metrics.transactions);
+                    self.metrics
+                        .operations
+                        .fetch_add(plan.ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     debug!(network = %net.name, keys = keys.len(), ops = plan.ops.len(), "applied")
                 }
                 Err(e)
@@ -572,6 +601,7 @@ impl Controller {
                         || e.txn_error().is_some_and(|t| t.error == "duplicate uuid") =>
                 {
                     // NB moved under us: re-plan on the next round, from the fresh cache.
+                    Metrics::inc(&self.metrics.conflicts);
                     debug!(network = %net.name, error = %e, "conflict: re-planning");
                     self.dirty.extend(keys.iter().cloned());
                     return;
@@ -659,6 +689,7 @@ impl Controller {
     }
 
     fn fail(&mut self, keys: &[Key], error: &str) {
+        Metrics::inc(&self.metrics.errors);
         warn!(error, keys = keys.len(), "reconcile failed; backing off");
         let now = Instant::now();
         let mut status = lock(&self.status.keys);
