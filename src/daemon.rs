@@ -46,6 +46,8 @@ pub struct Settings {
     pub log_format: Option<String>,
     /// Periodic resync, seconds.
     pub resync_seconds: Option<u64>,
+    /// HTTPS API on this TCP address, with client certificates (off by default).
+    pub https_listen: Option<std::net::SocketAddr>,
     /// Plain `/metrics` on this TCP address (off by default; `/1.0/metrics` is on the API).
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -73,6 +75,7 @@ impl Settings {
             log_format: over.log_format.or(self.log_format),
             resync_seconds: over.resync_seconds.or(self.resync_seconds),
             metrics_listen: over.metrics_listen.or(self.metrics_listen),
+            https_listen: over.https_listen.or(self.https_listen),
         }
     }
 
@@ -179,6 +182,21 @@ pub async fn run(
         });
     }
     let router = api::router(state);
+    if let Some(addr) = settings.https_listen {
+        let trust = dir.join("trust");
+        std::fs::create_dir_all(&trust)?;
+        let (crt, key) = api::tls::server_cert(&dir)?;
+        let tls = api::tls::server_config(&crt, &key)?;
+        let l = tokio::net::TcpListener::bind(addr).await?;
+        info!(addr = %l.local_addr()?, trust = %trust.display(), "HTTPS API listening");
+        tracker.spawn(api::tls::serve(
+            l,
+            router.clone(),
+            tls,
+            trust,
+            cancel.clone(),
+        ));
+    }
     let listener = api::bind_unix(&socket).await?;
     if let Some(r) = ready {
         let _ = r.send(socket.clone());

@@ -494,3 +494,128 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
 }
+
+fn client_cert(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let c = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&crt, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    (crt, key)
+}
+
+/// HTTPS with client certificates: only certificates of the trust list get in; others
+/// (or none) get 403 and `GET /1.0` answers "untrusted"; the server is verified by the
+/// client; the CLI works over `--remote`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_client_certificates() {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = tempfile::tempdir_in(tmp_base()).unwrap();
+    let certs = tempfile::tempdir_in(tmp_base()).unwrap();
+    let (good_crt, good_key) = client_cert(certs.path(), "admin");
+    let (bad_crt, bad_key) = client_cert(certs.path(), "stranger");
+    std::fs::create_dir_all(state.path().join("trust")).unwrap();
+    std::fs::copy(&good_crt, state.path().join("trust/admin.crt")).unwrap();
+    let d = Daemon::start_with(
+        &nb,
+        state,
+        ovnlb::daemon::Settings {
+            https_listen: Some(([127, 0, 0, 1], port).into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let server_crt = d.dir.path().join("server.crt");
+    assert!(server_crt.exists(), "server certificate generated");
+    let url = format!("https://127.0.0.1:{port}");
+    let files =
+        |crt: Option<&std::path::Path>, key: Option<&std::path::Path>| ovnlb::ovsdb::TlsFiles {
+            ca: server_crt.clone(),
+            cert: crt.map(Into::into),
+            key: key.map(Into::into),
+        };
+    let good = Client::https(&url, &files(Some(&good_crt), Some(&good_key))).unwrap();
+    let bad = Client::https(&url, &files(Some(&bad_crt), Some(&bad_key))).unwrap();
+    let none = Client::https(&url, &files(None, None)).unwrap();
+
+    assert_eq!(
+        req(&good, Method::GET, "/1.0", None).await.unwrap()["auth"],
+        "trusted"
+    );
+    let up =
+        json!({"name": "uplink", "type": "physical", "config": {"ipv4.routes": "192.0.2.0/24"}});
+    req(&good, Method::POST, "/1.0/networks", Some(up.clone()))
+        .await
+        .unwrap();
+    for c in [&bad, &none] {
+        assert_eq!(
+            req(c, Method::GET, "/1.0", None).await.unwrap()["auth"],
+            "untrusted"
+        );
+        let (st, msg) = req(c, Method::GET, "/1.0/networks", None)
+            .await
+            .unwrap_err();
+        assert_eq!((st, msg.as_str()), (403, "not authorized"));
+        let other = json!({"name": "up2", "type": "physical"});
+        let (st, _) = req(c, Method::POST, "/1.0/networks", Some(other))
+            .await
+            .unwrap_err();
+        assert_eq!(st, 403);
+    }
+    assert_eq!(
+        req(&good, Method::GET, "/1.0/networks", None)
+            .await
+            .unwrap(),
+        json!(["/1.0/networks/uplink"]),
+        "nothing created by untrusted clients"
+    );
+    // The client verifies the server: another CA fails the handshake.
+    let wrong = Client::https(
+        &url,
+        &ovnlb::ovsdb::TlsFiles {
+            ca: good_crt.clone(),
+            cert: Some(good_crt.clone()),
+            key: Some(good_key.clone()),
+        },
+    )
+    .unwrap();
+    let e = wrong.get("/1.0").await.unwrap_err();
+    assert!(e.to_string().contains("TLS"), "{e}");
+
+    // The CLI over --remote.
+    let ovnlb = |crt: &std::path::Path, key: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ovnlb"))
+            .args(["network", "list", "-f", "csv", "--remote", &url, "--ca"])
+            .arg(&server_crt)
+            .arg("--cert")
+            .arg(crt)
+            .arg("--key")
+            .arg(key)
+            .output()
+            .unwrap()
+    };
+    let out = ovnlb(&good_crt, &good_key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "uplink,physical,YES,,,,0,CREATED\n"
+    );
+    let out = ovnlb(&bad_crt, &bad_key);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Error: not authorized"
+    );
+}

@@ -440,3 +440,12 @@ async fn ovnlbd_binary_config_and_sigterm() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The example config in `dist/` is valid.
+#[test]
+fn dist_example_config_parses() {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/ovnlbd.toml");
+    let s = ovnlb::daemon::Settings::from_file(std::path::Path::new(p)).unwrap();
+    assert_eq!(s.owner.as_deref(), Some("ovnlb"));
+    assert_eq!(s.resync_seconds, Some(60));
+}

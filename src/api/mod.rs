@@ -11,6 +11,7 @@
 pub mod networks;
 pub mod objects;
 pub mod response;
+pub mod tls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -294,6 +295,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
+        .layer(axum::middleware::from_fn(tls::guard))
         .with_state(state)
 }
 

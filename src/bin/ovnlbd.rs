@@ -46,6 +46,10 @@ struct Flags {
     /// Periodic resync, in seconds (default 60).
     #[arg(long)]
     resync_seconds: Option<u64>,
+    /// Serve the API over HTTPS on this address, with client certificates (trust list:
+    /// PEM files in <dir>/trust/; server certificate <dir>/server.crt, generated if absent).
+    #[arg(long)]
+    https_listen: Option<std::net::SocketAddr>,
     /// Serve plain /metrics on this address (e.g. 127.0.0.1:9100).
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -63,6 +67,7 @@ fn settings(f: Flags) -> Result<Settings, String> {
         log_format: f.log_format,
         resync_seconds: f.resync_seconds,
         metrics_listen: f.metrics_listen,
+        https_listen: f.https_listen,
     };
     let file = match f.config {
         Some(p) => Settings::from_file(&p)?,

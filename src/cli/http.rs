@@ -1,5 +1,5 @@
-//! The CLI's HTTP client: HTTP/1.1 over the daemon's unix socket (one connection per
-//! request, as lxc does), decoding LXD's envelope.
+//! The CLI's HTTP client: HTTP/1.1 over the daemon's unix socket, or HTTPS with a
+//! client certificate (one connection per request, as lxc does), decoding LXD's envelope.
 
 use std::path::{Path, PathBuf};
 
@@ -47,17 +47,74 @@ pub struct Reply {
     pub metadata: Value,
 }
 
-/// A client of one daemon socket.
-#[derive(Debug, Clone)]
+/// Where the daemon is.
+#[derive(Clone)]
+enum Transport {
+    Unix(PathBuf),
+    Https {
+        /// `host:port`.
+        addr: String,
+        /// The name the server certificate must carry.
+        name: rustls_pki_types::ServerName<'static>,
+        tls: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+    },
+}
+
+/// A client of one daemon.
+#[derive(Clone)]
 pub struct Client {
-    socket: PathBuf,
+    transport: Transport,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl Client {
     /// A client of the socket at `path`.
     pub fn unix(path: impl AsRef<Path>) -> Client {
         Client {
-            socket: path.as_ref().to_owned(),
+            transport: Transport::Unix(path.as_ref().to_owned()),
+        }
+    }
+
+    /// A client of `https://host:port`, verifying the server against `files.ca` and
+    /// presenting `files.cert`/`files.key`.
+    ///
+    /// # Errors
+    /// A URL that is not `https://host:port`, unreadable or unusable files.
+    pub fn https(url: &str, files: &crate::ovsdb::TlsFiles) -> Result<Client, ClientError> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| ClientError::Http(format!("{url}: only https:// remotes")))?
+            .trim_end_matches('/');
+        let host = match rest.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h,
+            _ => return Err(ClientError::Http(format!("{url}: give https://host:port"))),
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let name = rustls_pki_types::ServerName::try_from(host)
+            .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
+        let tls =
+            crate::ovsdb::tls_client_config(files).map_err(|e| ClientError::Http(e.to_string()))?;
+        Ok(Client {
+            transport: Transport::Https {
+                addr: rest.to_owned(),
+                name,
+                tls,
+            },
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.transport {
+            Transport::Unix(p) => p.display().to_string(),
+            Transport::Https { addr, .. } => format!("https://{addr}"),
         }
     }
 
@@ -69,18 +126,28 @@ impl Client {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ClientError::Connect {
-                path: self.socket.clone(),
-                source,
-            })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let connect_err = |source| ClientError::Connect {
+            path: PathBuf::from(self.describe()),
+            source,
+        };
+        let mut sender = match &self.transport {
+            Transport::Unix(p) => {
+                let s = tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(connect_err)?;
+                handshake(s).await?
+            }
+            Transport::Https { addr, name, tls } => {
+                let tcp = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(connect_err)?;
+                let s = tokio_rustls::TlsConnector::from(tls.clone())
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| ClientError::Http(format!("TLS with {addr}: {e}")))?;
+                handshake(s).await?
+            }
+        };
         let bytes = match body {
             Some(v) => {
                 Bytes::from(serde_json::to_vec(v).map_err(|e| ClientError::Http(e.to_string()))?)
@@ -90,7 +157,13 @@ impl Client {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .header("Host", "unix.socket")
+            .header(
+                "Host",
+                match &self.transport {
+                    Transport::Unix(_) => "unix.socket".to_owned(),
+                    Transport::Https { addr, .. } => addr.clone(),
+                },
+            )
             .header("User-Agent", concat!("ovnlb/", env!("CARGO_PKG_VERSION")));
         if body.is_some() {
             req = req.header("Content-Type", "application/json");
@@ -171,4 +244,20 @@ impl Client {
     pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {
         self.request(Method::GET, path, None, None).await
     }
+}
+
+/// HTTP/1.1 over any stream; the connection runs in its own task.
+async fn handshake<T>(
+    io: T,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }

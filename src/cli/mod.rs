@@ -303,18 +303,44 @@ pub struct Connect {
     /// ovnlbd's socket. Default: $OVNLB_DIR/unix.socket, /var/lib/ovnlb/unix.socket.
     #[arg(long, global = true, env = "OVNLB_SOCKET")]
     pub socket: Option<std::path::PathBuf>,
+    /// A remote ovnlbd: https://host:port (with --cert, --key, --ca).
+    #[arg(long, global = true, env = "OVNLB_REMOTE")]
+    pub remote: Option<String>,
+    /// Client certificate (PEM) for --remote.
+    #[arg(long, global = true)]
+    pub cert: Option<std::path::PathBuf>,
+    /// Client key (PEM) for --remote.
+    #[arg(long, global = true)]
+    pub key: Option<std::path::PathBuf>,
+    /// The server's certificate or its CA (PEM) for --remote.
+    #[arg(long, global = true)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Connect {
     /// The client.
-    pub fn client(&self) -> Client {
+    ///
+    /// # Errors
+    /// A remote without its CA, or with unusable files.
+    pub fn client(&self) -> Result<Client> {
+        if let Some(url) = &self.remote {
+            let Some(ca) = self.ca.clone() else {
+                return err("--remote needs --ca (the server's certificate), --cert and --key");
+            };
+            let files = crate::ovsdb::TlsFiles {
+                ca,
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            };
+            return Ok(Client::https(url, &files)?);
+        }
         let path = self.socket.clone().unwrap_or_else(|| {
             std::env::var_os("OVNLB_DIR")
                 .map(std::path::PathBuf::from)
                 .unwrap_or_else(|| crate::daemon::DEFAULT_DIR.into())
                 .join("unix.socket")
         });
-        Client::unix(path)
+        Ok(Client::unix(path))
     }
 }
 
@@ -402,7 +428,7 @@ struct NetworkShow {
 /// # Errors
 /// The server's message, or the client's own (`No matching port(s) found`, …).
 pub async fn run(cmd: NetworkCmd, conn: &Connect, out: &mut dyn Write) -> Result<()> {
-    let c = conn.client();
+    let c = conn.client()?;
     match cmd {
         NetworkCmd::LoadBalancer(o) => object(LB, o, &c, out).await,
         NetworkCmd::Forward(o) => object(FWD, o, &c, out).await,

@@ -931,10 +931,19 @@ impl Daemon {
     }
 
     pub async fn start_in(nb: &OvsdbServer, dir: tempfile::TempDir) -> Daemon {
+        Self::start_with(nb, dir, ovnlb::daemon::Settings::default()).await
+    }
+
+    /// With `extra` settings (nb and dir are filled in).
+    pub async fn start_with(
+        nb: &OvsdbServer,
+        dir: tempfile::TempDir,
+        extra: ovnlb::daemon::Settings,
+    ) -> Daemon {
         let settings = ovnlb::daemon::Settings {
             nb: Some(format!("unix:{}", nb.sock.display())),
             dir: Some(dir.path().to_owned()),
-            ..Default::default()
+            ..extra
         };
         let cancel = tokio_util::sync::CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();

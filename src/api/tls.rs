@@ -1,0 +1,245 @@
+//! HTTPS with client certificates, as LXD does it (`decisions.md` §7): a server
+//! certificate generated into the state dir on first start; the handshake takes any
+//! client certificate, or none (proof of the key is still checked); a request gets in
+//! only when the certificate is one of the PEM files in `<state dir>/trust/`. Others
+//! get 403, and `GET /1.0` answers `auth: "untrusted"` only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use serde_json::json;
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::{self, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use super::{response, ApiError, API_EXTENSIONS};
+
+/// Who is on the other end of an HTTPS connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client presented a certificate of the trust list.
+    pub trusted: bool,
+}
+
+/// The server certificate and key in `dir` (`server.crt`, `server.key`), generated
+/// (self-signed, for `localhost`, the loopback addresses and the host name) when absent.
+///
+/// # Errors
+/// When they cannot be read or written.
+pub fn server_cert(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+    if crt.exists() && key.exists() {
+        return Ok((crt, key));
+    }
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            names.push(h.to_owned());
+        }
+    }
+    let cert = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| std::io::Error::other(format!("generating the server certificate: {e}")))?;
+    std::fs::write(&crt, cert.cert.pem())?;
+    std::fs::write(&key, cert.signing_key.serialize_pem())?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    info!(cert = %crt.display(), "generated the server certificate");
+    Ok((crt, key))
+}
+
+/// Accepts any client certificate (trust is decided per request against the trust
+/// list), but checks the handshake signature: the client must hold the key.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The server's TLS configuration from PEM files.
+///
+/// # Errors
+/// Unreadable or unusable files, named.
+pub fn server_config(crt: &Path, key: &Path) -> std::io::Result<Arc<rustls::ServerConfig>> {
+    let bad = |p: &Path, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("{}: {e}", p.display()))
+    };
+    let chain: Vec<CertificateDer<'static>> = {
+        use rustls_pki_types::pem::PemObject;
+        CertificateDer::pem_file_iter(crt)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| bad(crt, &e))?
+    };
+    let key = {
+        use rustls_pki_types::pem::PemObject;
+        PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(AnyClientCert { provider }))
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(crt, &e))?;
+    Ok(Arc::new(cfg))
+}
+
+/// Whether `cert` is one of the certificates (PEM) in `trust_dir`. Read on each
+/// connection, so adding or removing a file takes effect without a restart.
+pub fn trusted(trust_dir: &Path, cert: &CertificateDer<'_>) -> bool {
+    use rustls_pki_types::pem::PemObject;
+    let Ok(entries) = std::fs::read_dir(trust_dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        CertificateDer::pem_file_iter(e.path())
+            .map(|it| it.flatten().any(|c| c.as_ref() == cert.as_ref()))
+            .unwrap_or(false)
+    })
+}
+
+/// Middleware: requests over HTTPS from untrusted clients get 403, except `GET /1.0`,
+/// which answers the untrusted view. Requests without a [`Peer`] (the unix socket) pass.
+pub async fn guard(req: Request, next: Next) -> Response {
+    match req.extensions().get::<Peer>() {
+        Some(Peer { trusted: false }) => {
+            let p = req.uri().path();
+            if req.method() == axum::http::Method::GET && (p == "/1.0" || p == "/1.0/") {
+                response::sync(json!({
+                    "api_extensions": API_EXTENSIONS,
+                    "api_status": "stable",
+                    "api_version": "1.0",
+                    "auth": "untrusted",
+                    "auth_methods": ["tls"],
+                    "public": false,
+                }))
+            } else {
+                ApiError::new(axum::http::StatusCode::FORBIDDEN, "not authorized").into_response()
+            }
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// Serve `router` over HTTPS on `listener` until `cancel`, each request tagged with its
+/// [`Peer`]. Connections in flight are closed gracefully.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Arc<rustls::ServerConfig>,
+    trust_dir: PathBuf,
+    cancel: CancellationToken,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let conns = TaskTracker::new();
+    loop {
+        let (tcp, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(error = %e, "accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => break,
+        };
+        let (acceptor, router, trust_dir, cancel) = (
+            acceptor.clone(),
+            router.clone(),
+            trust_dir.clone(),
+            cancel.clone(),
+        );
+        conns.spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return debug!(%addr, error = %e, "TLS handshake failed"),
+                    Err(_) => return debug!(%addr, "TLS handshake timed out"),
+                };
+            let trusted = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .is_some_and(|c| trusted(&trust_dir, c));
+            debug!(%addr, trusted, "HTTPS connection");
+            let svc = TowerToHyperService::new(router.layer(axum::Extension(Peer { trusted })));
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    conns.close();
+    conns.wait().await;
+}
