@@ -410,9 +410,16 @@ impl SqliteStore {
         network_id: i64,
         listen: Option<&str>,
     ) -> Result<Vec<Stored<LoadBalancersPost>>> {
-        let mut st = conn.prepare_cached(
-            "SELECT id, listen_address, description, backends, ports, revision FROM networks_load_balancers WHERE network_id = ?1 AND (?2 IS NULL OR listen_address = ?2) ORDER BY id",
-        )?;
+        // Two statements: `(?2 IS NULL OR listen_address = ?2)` would keep SQLite from
+        // using the (network_id, listen_address) index, scanning the network per lookup.
+        let mut st = match listen {
+            Some(_) => conn.prepare_cached(
+                "SELECT id, listen_address, description, backends, ports, revision FROM networks_load_balancers WHERE network_id = ?1 AND listen_address = ?2",
+            )?,
+            None => conn.prepare_cached(
+                "SELECT id, listen_address, description, backends, ports, revision FROM networks_load_balancers WHERE network_id = ?1 AND ?2 IS NULL ORDER BY id",
+            )?,
+        };
         let rows: Vec<(i64, String, String, String, String, i64)> = st
             .query_map(params![network_id, listen], |r| {
                 Ok((
@@ -450,9 +457,16 @@ impl SqliteStore {
         network_id: i64,
         listen: Option<&str>,
     ) -> Result<Vec<Stored<ForwardsPost>>> {
-        let mut st = conn.prepare_cached(
-            "SELECT id, listen_address, description, ports, revision FROM networks_forwards WHERE network_id = ?1 AND (?2 IS NULL OR listen_address = ?2) ORDER BY id",
-        )?;
+        // Two statements: `(?2 IS NULL OR listen_address = ?2)` would keep SQLite from
+        // using the (network_id, listen_address) index, scanning the network per lookup.
+        let mut st = match listen {
+            Some(_) => conn.prepare_cached(
+                "SELECT id, listen_address, description, ports, revision FROM networks_forwards WHERE network_id = ?1 AND listen_address = ?2",
+            )?,
+            None => conn.prepare_cached(
+                "SELECT id, listen_address, description, ports, revision FROM networks_forwards WHERE network_id = ?1 AND ?2 IS NULL ORDER BY id",
+            )?,
+        };
         let rows: Vec<(i64, String, String, String, i64)> = st
             .query_map(params![network_id, listen], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
