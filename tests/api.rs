@@ -593,11 +593,11 @@ async fn https_with_client_certificates() {
     // The CLI over --remote.
     let ovnlb = |crt: &std::path::Path, key: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_ovnlb"))
-            .args(["network", "list", "-f", "csv", "--remote", &url, "--ca"])
+            .args(["network", "list", "-f", "csv", "--remote", &url, "--tls-ca"])
             .arg(&server_crt)
-            .arg("--cert")
+            .arg("--tls-cert")
             .arg(crt)
-            .arg("--key")
+            .arg("--tls-key")
             .arg(key)
             .output()
             .unwrap()

@@ -2,7 +2,6 @@
 //! handlers, generic over the object [`Kind`] ([`Lb`], [`Fwd`]).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -293,36 +292,29 @@ async fn wait_applied(
             "wait: no controller runs in this server",
         ));
     };
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut delay = Duration::from_micros(200);
-    loop {
-        let k = status.key(network, listen);
-        let done = match revision {
-            Some(r) => k
-                .as_ref()
-                .is_some_and(|k| k.applied_revision.is_some_and(|a| a >= r) && k.error.is_empty()),
+    let (k, done) = status
+        .wait_for(network, listen, timeout, |k| match revision {
+            Some(r) => {
+                k.is_some_and(|k| k.applied_revision.is_some_and(|a| a >= r) && k.error.is_empty())
+            }
             None => k.is_none(),
-        };
-        if done {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let why = k
-                .map(|k| k.error)
-                .filter(|e| !e.is_empty())
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default();
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "Stored, but not yet applied in OVN within {:.3} s{why}",
-                    timeout.as_secs_f64()
-                ),
-            ));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(20));
+        })
+        .await;
+    if done {
+        return Ok(());
     }
+    let why = k
+        .map(|k| k.error)
+        .filter(|e| !e.is_empty())
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    Err(ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "Stored, but not yet applied in OVN within {:.3} s{why}",
+            timeout.as_secs_f64()
+        ),
+    ))
 }
 
 /// `GET …/<kind>`: URLs, or objects with `recursion=1`.

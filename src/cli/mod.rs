@@ -303,18 +303,18 @@ pub struct Connect {
     /// ovnlbd's socket. Default: $OVNLB_DIR/unix.socket, /var/lib/ovnlb/unix.socket.
     #[arg(long, global = true, env = "OVNLB_SOCKET")]
     pub socket: Option<std::path::PathBuf>,
-    /// A remote ovnlbd: https://host:port (with --cert, --key, --ca).
+    /// A remote ovnlbd: https://host:port (with --tls-cert, --tls-key, --tls-ca).
     #[arg(long, global = true, env = "OVNLB_REMOTE")]
     pub remote: Option<String>,
     /// Client certificate (PEM) for --remote.
-    #[arg(long, global = true)]
-    pub cert: Option<std::path::PathBuf>,
+    #[arg(long, global = true, env = "OVNLB_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
     /// Client key (PEM) for --remote.
-    #[arg(long, global = true)]
-    pub key: Option<std::path::PathBuf>,
+    #[arg(long, global = true, env = "OVNLB_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// The server's certificate or its CA (PEM) for --remote.
-    #[arg(long, global = true)]
-    pub ca: Option<std::path::PathBuf>,
+    #[arg(long, global = true, env = "OVNLB_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Connect {
@@ -324,13 +324,15 @@ impl Connect {
     /// A remote without its CA, or with unusable files.
     pub fn client(&self) -> Result<Client> {
         if let Some(url) = &self.remote {
-            let Some(ca) = self.ca.clone() else {
-                return err("--remote needs --ca (the server's certificate), --cert and --key");
+            let Some(ca) = self.tls_ca.clone() else {
+                return err(
+                    "--remote needs --tls-ca (the server's certificate), --tls-cert and --tls-key",
+                );
             };
             let files = crate::ovsdb::TlsFiles {
                 ca,
-                cert: self.cert.clone(),
-                key: self.key.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
             };
             return Ok(Client::https(url, &files)?);
         }

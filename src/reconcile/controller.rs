@@ -71,6 +71,8 @@ pub struct KeyStatus {
 pub struct Status {
     keys: Arc<Mutex<HashMap<Key, KeyStatus>>>,
     networks: Arc<Mutex<HashMap<String, String>>>,
+    /// Woken after each round that updated `keys`.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Status {
@@ -79,6 +81,33 @@ impl Status {
         lock(&self.keys)
             .get(&(network.to_owned(), listen.to_owned()))
             .cloned()
+    }
+
+    /// Wait until `done` holds for the key's status (`None`: unknown key), or `timeout`.
+    /// Returns the last status seen, and whether `done` held.
+    pub async fn wait_for(
+        &self,
+        network: &str,
+        listen: &str,
+        timeout: Duration,
+        done: impl Fn(Option<&KeyStatus>) -> bool,
+    ) -> (Option<KeyStatus>, bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before looking, so an update in between is not missed.
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let k = self.key(network, listen);
+            if done(k.as_ref()) {
+                return (k, true);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let k = self.key(network, listen);
+                let ok = done(k.as_ref());
+                return (k, ok);
+            }
+        }
     }
 
     /// (keys known, keys whose last attempt failed).
@@ -93,6 +122,15 @@ impl Status {
     /// A network's error (missing router, ambiguous names, invalid config), if any.
     pub fn network_error(&self, network: &str) -> Option<String> {
         lock(&self.networks).get(network).cloned()
+    }
+}
+
+/// Wakes status waiters when dropped (after the status lock taken later is released).
+struct Wake<'a>(&'a tokio::sync::Notify);
+
+impl Drop for Wake<'_> {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
     }
 }
 
@@ -611,6 +649,7 @@ impl Controller {
         }
         // Success: record what NB now holds. Keys that needed nothing and are recorded
         // already keep their records (a resync then allocates nothing).
+        let _wake = Wake(&self.status.changed);
         let mut status = lock(&self.status.keys);
         for k in keys {
             self.backoff.remove(k);
@@ -692,6 +731,7 @@ impl Controller {
         Metrics::inc(&self.metrics.errors);
         warn!(error, keys = keys.len(), "reconcile failed; backing off");
         let now = Instant::now();
+        let _wake = Wake(&self.status.changed);
         let mut status = lock(&self.status.keys);
         for k in keys {
             if let Some(r) = self.rendered.get_mut(k) {
@@ -748,6 +788,7 @@ impl Controller {
                 self.applied.retain(|_, (k, _)| k.0 != network);
                 self.key_rows.retain(|k, _| k.0 != network);
                 lock(&self.status.keys).retain(|k, _| k.0 != network);
+                self.status.changed.notify_waiters();
             }
             Err(e) => {
                 warn!(network, error = %e, "removing a network's rows failed; will retry");
