@@ -6,9 +6,15 @@
 //! with its own NB session sees each row appear: "applied in NB" is measured from the
 //! moment the request is sent to the moment a third party sees the row in NB.
 //!
+//! Side by side (`BENCH_PEERS=1`, needs root and `scripts/install-peers.sh`): the real
+//! Incus 6.0.4 (load balancers) and LXD 5.0.2 (forwards), started by the tools in
+//! `../shared/tools/`, against ovnlbd on a fresh NB of its own: 100 creates one after the
+//! other, each until NB holds it (Incus and LXD answer after applying; ovnlbd is asked
+//! with `?wait`), with a few and with 1,000 present.
+//!
 //! Run: `scripts/bench-api.sh` (or `cargo bench --bench api`); env `N` (10000),
 //! `CLIENTS` (8), `STATE_DIR` (default /tmp, on disk: every acknowledged write is
-//! fsynced).
+//! fsynced), `BENCH_PEERS`, `PEER_TOOLS` (../shared/tools).
 
 #[allow(missing_docs)]
 #[path = "../tests/common/mod.rs"]
@@ -59,8 +65,195 @@ fn usage(pid: u32) -> (f64, u64, u64) {
     (ticks / 100.0, kb("VmRSS:"), kb("VmHWM:"))
 }
 
+/// The body of peer sample `i`: a load balancer (or forward) on 198.18.0.0/20.
+fn peer_body(i: usize, forward: bool) -> serde_json::Value {
+    let l = format!("198.18.{}.{}", (i + 1) / 256, (i + 1) % 256);
+    if forward {
+        json!({"listen_address": l, "ports": [{"protocol": "tcp", "listen_port": "80",
+               "target_address": "10.0.0.11", "target_port": "8080"}]})
+    } else {
+        json!({"listen_address": l,
+               "backends": [{"name": "b1", "target_address": "10.0.0.11", "target_port": "8080"},
+                            {"name": "b2", "target_address": "10.0.0.12", "target_port": "8080"}],
+               "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["b1", "b2"]}]})
+    }
+}
+
+/// Fill `path` up to `upto` objects (from `*next`), 4 clients at once.
+async fn fill(c: &Client, path: &str, forward: bool, next: &mut usize, upto: usize) {
+    let start = *next;
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(start));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (c, counter, path) = (c.clone(), counter.clone(), path.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= upto {
+                    break;
+                }
+                c.request(Method::POST, &path, Some(&peer_body(i, forward)), None)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    *next = upto.max(start);
+}
+
+/// 100 creates one after the other: p50 and p99 in ms.
+async fn sample(c: &Client, path: &str, forward: bool, next: &mut usize) -> (f64, f64) {
+    let mut lat = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        c.request(Method::POST, path, Some(&peer_body(*next, forward)), None)
+            .await
+            .unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        *next += 1;
+    }
+    (pct(&mut lat, 0.5), pct(&mut lat, 0.99))
+}
+
+/// A peer daemon started by `../shared/tools/<name>-real-up.sh`; stopped on drop.
+struct Peer {
+    dir: std::path::PathBuf,
+    down: String,
+}
+
+impl Peer {
+    fn up(name: &str) -> (Peer, std::path::PathBuf) {
+        let tools = std::env::var("PEER_TOOLS")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools").into());
+        let dir = std::path::PathBuf::from(format!("/tmp/bp-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(format!("{tools}/{name}-real-up.sh"))
+            .arg(&dir)
+            .env("ROUTES4", "198.51.100.0/24,192.0.2.8/29,198.18.0.0/20")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sock = if name == "incus" {
+            dir.join("incus/unix.socket")
+        } else {
+            dir.join("lxd/unix.socket")
+        };
+        (
+            Peer {
+                dir,
+                down: format!("{tools}/{name}-real-down.sh"),
+            },
+            sock,
+        )
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.down)
+            .arg(&self.dir)
+            .arg("--purge")
+            .output();
+    }
+}
+
+/// ovnlbd (its own NB and state) for the side-by-side samples.
+async fn ours() -> (
+    common::OvsdbServer,
+    tempfile::TempDir,
+    std::process::Child,
+    Client,
+) {
+    let nb = common::OvsdbServer::start();
+    let topo = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox.sh"))
+        .arg("topology")
+        .arg(nb.db())
+        .output()
+        .unwrap();
+    assert!(topo.status.success());
+    let state =
+        tempfile::tempdir_in(std::env::var("STATE_DIR").unwrap_or_else(|_| "/tmp".into())).unwrap();
+    let sock = state.path().join("unix.socket");
+    let child = Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
+        .arg("--nb")
+        .arg(format!("unix:{}", nb.sock.display()))
+        .arg("--dir")
+        .arg(state.path())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    while !sock.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = Client::unix(&sock);
+    for body in [
+        json!({"name": "uplink", "type": "physical", "config": {"ipv4.routes": "198.18.0.0/15"}}),
+        json!({"name": "ovn1", "type": "ovn", "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
+               "ovn.switch": "lxd-net1-ls-int", "ipv4.address": "10.0.0.1/16"}}),
+    ] {
+        c.request(Method::POST, "/1.0/networks", Some(&body), None)
+            .await
+            .unwrap();
+    }
+    (nb, state, child, c)
+}
+
+/// The side-by-side rows.
+async fn peers() {
+    println!();
+    println!("| one create, until NB holds it (100 one after the other) | a few present: p50 / p99 | 1,000 present: p50 / p99 |");
+    println!("|---|---|---|");
+    for (peer, forward, what) in [("incus", false, "load balancer"), ("lxd", true, "forward")] {
+        let collection = if forward {
+            "forwards"
+        } else {
+            "load-balancers"
+        };
+        let path = format!("/1.0/networks/ovn1/{collection}");
+        let (nb, state, mut child, c) = ours().await;
+        let wpath = format!("{path}?wait=10");
+        let mut next = 0;
+        fill(&c, &path, forward, &mut next, 10).await;
+        let few = sample(&c, &wpath, forward, &mut next).await;
+        fill(&c, &path, forward, &mut next, 1000).await;
+        let k = sample(&c, &wpath, forward, &mut next).await;
+        println!(
+            "| ovnlbd, {what} | {:.2} / {:.2} ms | {:.2} / {:.2} ms |",
+            few.0, few.1, k.0, k.1
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        drop((nb, state));
+        let (p, sock) = Peer::up(peer);
+        let c = Client::unix(&sock);
+        let mut next = 0;
+        fill(&c, &path, forward, &mut next, 10).await;
+        let few = sample(&c, &path, forward, &mut next).await;
+        let t = Instant::now();
+        fill(&c, &path, forward, &mut next, 1000).await;
+        let filled = t.elapsed();
+        let k = sample(&c, &path, forward, &mut next).await;
+        println!(
+            "| {peer} (real), {what} | {:.2} / {:.2} ms | {:.2} / {:.2} ms (filling 110 → 1,000 took {:.0} s) |",
+            few.0, few.1, k.0, k.1, filled.as_secs_f64()
+        );
+        drop(p);
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::var("BENCH_ONLY_PEERS").is_ok() {
+        return peers().await;
+    }
     let n: usize = std::env::var("N")
         .ok()
         .and_then(|v| v.parse().ok())

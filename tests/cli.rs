@@ -449,3 +449,86 @@ fn dist_example_config_parses() {
     assert_eq!(s.owner.as_deref(), Some("ovnlb"));
     assert_eq!(s.resync_seconds, Some(60));
 }
+
+/// The real incus client (6.0.4) through ovnlbd's socket: every `network load-balancer`
+/// verb; what it prints equals what ovnlb prints; `info` says what it says against Incus
+/// for a load balancer without health checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_incus_client() {
+    init_tracing();
+    assert!(
+        Command::new("incus").arg("--version").output().is_ok(),
+        "incus not installed: scripts/install-deps.sh installs incus-client"
+    );
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let conf = tempfile::tempdir_in(tmp_base()).unwrap();
+    std::fs::write(conf.path().join("config.yml"), "").unwrap();
+    let s = d.socket.clone();
+    let conf_path = conf.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let incus = |args: &[&str], input: Option<&str>| {
+            let mut c = Command::new("incus");
+            c.env("INCUS_SOCKET", &s)
+                .env("INCUS_CONF", &conf_path)
+                .env("HOME", &conf_path)
+                .args(["network", "load-balancer"])
+                .args(args);
+            run_with(c, input)
+        };
+        let inc = |args: &[&str]| {
+            let (good, out, err) = incus(args, None);
+            assert!(good, "incus {args:?}: {err}");
+            out
+        };
+        let s = s.as_path();
+        ok(s, &["network", "create", "uplink", "--type", "physical", "ipv4.routes=192.0.2.0/24"]);
+        ok(s, &["network", "create", "ovn1", "network=uplink", "ovn.router=lxd-net1-lr", "ovn.switch=lxd-net1-ls-int"]);
+        let ours = |args: &[&str]| {
+            let v: Vec<&str> = ["network", "load-balancer"].iter().chain(args).copied().collect();
+            ok(s, &v)
+        };
+        assert_eq!(
+            inc(&["create", "ovn1", "192.0.2.10", "--description", "web"]),
+            "Network load balancer 192.0.2.10 created\n"
+        );
+        inc(&["backend", "add", "ovn1", "192.0.2.10", "b1", "10.0.0.11", "8080"]);
+        inc(&["backend", "add", "ovn1", "192.0.2.10", "b2", "10.0.0.12", "8080", "--description", "two"]);
+        inc(&["port", "add", "ovn1", "192.0.2.10", "tcp", "80,443", "b1,b2"]);
+        inc(&["port", "add", "ovn1", "192.0.2.10", "udp", "53", "b1"]);
+        assert_eq!(inc(&["show", "ovn1", "192.0.2.10"]), ours(&["show", "ovn1", "192.0.2.10"]));
+        assert_eq!(inc(&["list", "ovn1"]), ours(&["list", "ovn1"]));
+        assert_eq!(inc(&["list", "ovn1", "-f", "csv"]), "192.0.2.10,web,2\n");
+        inc(&["set", "ovn1", "192.0.2.10", "user.k=v"]);
+        assert_eq!(inc(&["get", "ovn1", "192.0.2.10", "user.k"]), "v\n");
+        inc(&["unset", "ovn1", "192.0.2.10", "user.k"]);
+        inc(&["set", "ovn1", "192.0.2.10", "description=front", "-p"]);
+        assert_eq!(inc(&["get", "ovn1", "192.0.2.10", "description", "-p"]), "front\n");
+        // A bad port: the server's rule, printed by incus, exit 1.
+        let (good, _, err) = incus(&["port", "add", "ovn1", "192.0.2.10", "tcp", "99999", "b1"], None);
+        assert!(!good && err.contains("Port 99999 is out of range 1-65535"), "{err}");
+        let (good, _, err) = incus(&["port", "remove", "ovn1", "192.0.2.10"], None);
+        assert!(!good && err.contains("Use --force"), "{err}");
+        inc(&["port", "remove", "ovn1", "192.0.2.10", "udp"]);
+        inc(&["port", "add", "ovn1", "192.0.2.10", "tcp", "8443", "b2"]);
+        inc(&["port", "remove", "ovn1", "192.0.2.10", "tcp", "--force"]);
+        inc(&["backend", "remove", "ovn1", "192.0.2.10", "b2"]);
+        let (good, _, err) = incus(
+            &["edit", "ovn1", "192.0.2.10"],
+            Some("description: edited\nbackends:\n- name: b1\n  target_address: 10.0.0.13\n  target_port: \"9000\"\nports:\n- protocol: tcp\n  listen_port: \"8080\"\n  target_backend: [b1]\n"),
+        );
+        assert!(good, "{err}");
+        let shown = inc(&["show", "ovn1", "192.0.2.10"]);
+        assert!(shown.contains("description: edited") && shown.contains("10.0.0.13"), "{shown}");
+        // No health checks: Incus's client says so and exits 1, as against Incus itself.
+        let (good, _, err) = incus(&["info", "ovn1", "192.0.2.10"], None);
+        assert!(!good && err.contains("No load-balancer health information available"), "{err}");
+        assert_eq!(
+            inc(&["delete", "ovn1", "192.0.2.10"]),
+            "Network load balancer 192.0.2.10 deleted\n"
+        );
+        assert_eq!(inc(&["list", "ovn1", "-f", "csv"]), "");
+    })
+    .await
+    .unwrap();
+}
