@@ -409,8 +409,32 @@ async fn main() {
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
+    // One create at a time on top of the N present, each until NB holds it.
+    let mut lat = Vec::new();
+    for k in 0..100 {
+        let body = lb(n + k);
+        let t = Instant::now();
+        c.request(
+            Method::POST,
+            "/1.0/networks/ovn1/load-balancers?wait=10",
+            Some(&body),
+            None,
+        )
+        .await
+        .unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "| one create at a time with {n} present, until NB holds it (`?wait`), p50 / p99 | {:.2} / {:.2} ms |",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99)
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = daemon.wait();
+    drop(watch);
+    if std::env::var("BENCH_PEERS").is_ok_and(|v| !v.is_empty()) {
+        peers().await;
+    }
 }
