@@ -125,6 +125,34 @@ impl Status {
     }
 }
 
+/// The UUIDs in exactly one of two sorted reference sets.
+fn set_difference(a: &crate::ovsdb::Datum, b: &crate::ovsdb::Datum) -> Vec<Uuid> {
+    let (a, b) = (a.as_set().unwrap_or(&[]), b.as_set().unwrap_or(&[]));
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                out.extend(x.as_uuid());
+                i += 1;
+            }
+            (Some(_), Some(y)) | (None, Some(y)) => {
+                out.extend(y.as_uuid());
+                j += 1;
+            }
+            (Some(x), None) => {
+                out.extend(x.as_uuid());
+                i += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
 /// Wakes status waiters when dropped (after the status lock taken later is released).
 struct Wake<'a>(&'a tokio::sync::Notify);
 
@@ -178,6 +206,9 @@ pub struct Controller {
     rendered: HashMap<Key, Rendered>,
     /// Counters and latencies, for `/metrics`.
     metrics: Arc<Metrics>,
+    /// Routers and switches as last seen: a change is checked against the previous
+    /// `load_balancer` set, so only the rows that joined or left it are looked at.
+    targets: HashMap<Uuid, Arc<CacheRow>>,
 }
 
 /// A key's rendered rows, and what NB looked like when they were last found to match.
@@ -240,6 +271,7 @@ impl Controller {
             key_rows: HashMap::default(),
             rendered: HashMap::default(),
             metrics: Arc::new(Metrics::default()),
+            targets: HashMap::default(),
         }
     }
 
@@ -476,24 +508,47 @@ impl Controller {
                         // our rows on it for another network (binary searches over the
                         // rows we placed).
                         let Some(row) = v.get(table, uuid) else {
+                            self.targets.remove(uuid);
                             self.dirty.extend(self.objects.keys().cloned());
                             continue;
                         };
                         let name = row.get_str("name").unwrap_or("");
                         let set = row.get("load_balancer");
-                        for (u, (k, _)) in &self.applied {
+                        let previous = self.targets.insert(*uuid, row.clone());
+                        let check = |u: &Uuid, k: &Key| {
                             let Some(Some(net)) = self.nets.get(&k.0) else {
-                                continue;
+                                return false;
                             };
                             let ours = if table == "Logical_Router" {
                                 net.router == name
                             } else {
                                 net.switch == name
                             };
-                            if ours != set.contains(&crate::ovsdb::Atom::Uuid(*u)) {
-                                self.dirty.insert(k.clone());
+                            ours != set.contains(&crate::ovsdb::Atom::Uuid(*u))
+                        };
+                        let mut wrong = Vec::new();
+                        match previous.filter(|p| p.get_str("name") == Some(name)) {
+                            // Only the rows that joined or left its set can have changed:
+                            // a merge of the two sorted sets, not a look at every row.
+                            Some(p) => {
+                                for u in set_difference(p.get("load_balancer"), set) {
+                                    if let Some((k, _)) = self.applied.get(&u) {
+                                        if check(&u, k) {
+                                            wrong.push(k.clone());
+                                        }
+                                    }
+                                }
+                            }
+                            // First seen, or renamed: every row we placed.
+                            None => {
+                                for (u, (k, _)) in &self.applied {
+                                    if check(u, k) {
+                                        wrong.push(k.clone());
+                                    }
+                                }
                             }
                         }
+                        self.dirty.extend(wrong);
                     }
                     _ => {}
                 }
@@ -795,5 +850,22 @@ impl Controller {
                 self.removed.insert(network.to_owned());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ovsdb::{Atom, Datum};
+
+    #[test]
+    fn set_difference_is_symmetric_and_linear() {
+        let u = |n: u128| Uuid::from_u128(n);
+        let set = |v: &[u128]| Datum::from_atoms(v.iter().map(|n| Atom::Uuid(u(*n))).collect());
+        let mut d = set_difference(&set(&[1, 2, 4, 7]), &set(&[2, 3, 4, 8, 9]));
+        d.sort();
+        assert_eq!(d, [u(1), u(3), u(7), u(8), u(9)]);
+        assert!(set_difference(&set(&[5]), &set(&[5])).is_empty());
+        assert_eq!(set_difference(&Datum::empty(), &set(&[6])), [u(6)]);
     }
 }
