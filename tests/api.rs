@@ -251,6 +251,59 @@ async fn every_endpoint_against_real_nb() {
     assert_eq!(now["backends"].as_array().unwrap().len(), 2);
     assert_eq!(now["ports"].as_array().unwrap().len(), 1);
 
+    // Networks cannot change under their load balancers: an uplink route in use, a
+    // subnet holding backends.
+    let (st, msg) = req(
+        &c,
+        Method::PATCH,
+        "/1.0/networks/uplink",
+        Some(json!({"config": {"ipv4.routes": "198.51.100.0/24"}})),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(st, 400);
+    assert!(
+        msg.contains("in use") && msg.contains("192.0.2.10"),
+        "{msg}"
+    );
+    let (st, msg) = req(
+        &c,
+        Method::PATCH,
+        "/1.0/networks/ovn1",
+        Some(json!({"config": {"ipv4.address": "10.1.0.1/24"}})),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(st, 400);
+    assert!(msg.contains("target_address"), "{msg}");
+    req(
+        &c,
+        Method::PATCH,
+        "/1.0/networks/uplink",
+        Some(json!({"config": {"user.note": "ok"}})),
+    )
+    .await
+    .unwrap();
+    // A second network on the same uplink cannot take an address in use.
+    let ovn2 = json!({"name": "ovn2", "type": "ovn",
+                      "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
+                                 "ovn.switch": "lxd-net1-ls-int", "ovn.prefix": "net2"}});
+    req(&c, Method::POST, "/1.0/networks", Some(ovn2))
+        .await
+        .unwrap();
+    let (st, msg) = req(
+        &c,
+        Method::POST,
+        "/1.0/networks/ovn2/load-balancers",
+        Some(lb_body("192.0.2.10", &[("b1", "10.0.0.11")])),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(st, 409, "{msg}");
+    req(&c, Method::DELETE, "/1.0/networks/ovn2", None)
+        .await
+        .unwrap();
+
     // Error classes, each with its status, none changing anything.
     let cases: Vec<(Method, String, Option<Value>, u16, &str)> = vec![
         (

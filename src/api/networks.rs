@@ -115,6 +115,49 @@ fn checked(st: &AppState, n: &mut Network, others: &[Network]) -> Result<(), Api
     Ok(())
 }
 
+/// Every load balancer and forward must still hold with `n` as it is about to be: an
+/// uplink's routes or ranges, an `ovn` network's subnets or uplink cannot change under
+/// them. Only errors the change would add count (the whole desired state is resolved
+/// before and after).
+fn still_valid(st: &AppState, n: &Network) -> Result<(), ApiError> {
+    let before = st
+        .store
+        .desired_state()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut after = before.clone();
+    for d in &mut after.networks {
+        if d.network.name == n.name {
+            d.network = n.clone();
+        }
+    }
+    let cache = st.session.as_ref().filter(|s| s.cache().is_ready());
+    let derive = |net: &validate::OvnNetwork| match cache {
+        Some(s) => s
+            .cache()
+            .read(|v| crate::reconcile::plan::derive_subnets(v, net)),
+        None => Err("OVN Northbound is not reachable".to_owned()),
+    };
+    let errors = |state: &crate::lb::state::DesiredState| -> Vec<String> {
+        match crate::lb::state::resolve(state, &st.limits, &derive) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    };
+    let old = errors(&before);
+    let new: Vec<String> = errors(&after)
+        .into_iter()
+        .filter(|e| !old.contains(e))
+        .collect();
+    if new.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "The network is in use and the change would break: {}",
+            new.join("; ")
+        )))
+    }
+}
+
 /// Give a starting NB session a moment to become ready (an `ovn` network is checked
 /// against NB while it is reachable).
 async fn nb_settle(st: &AppState) {
@@ -213,6 +256,7 @@ async fn write(
         nb_settle(&st).await;
     }
     checked(&st, &mut n, &others)?;
+    still_valid(&st, &n)?;
     st.store
         .update_network(&n, expected)
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
