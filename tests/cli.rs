@@ -74,6 +74,19 @@ async fn ovnlb_cli_every_subcommand() {
 +--------+----------+---------+-------------+------------+-------------+---------+---------+
 "
         );
+        // Edit from stdin (not a terminal), then the socket is group-accessible only.
+        let (good, _, err) = ovnlb(
+            s,
+            &["network", "edit", "uplink"],
+            Some("description: the uplink\nconfig:\n  ipv4.routes: 192.0.2.0/24\n  user.edited: \"yes\"\n"),
+        );
+        assert!(good, "{err}");
+        let shown = ok(s, &["network", "show", "uplink"]);
+        assert!(shown.contains("description: the uplink") && shown.contains("user.edited: \"yes\""), "{shown}");
+        let (good, _, err) = ovnlb(s, &["network", "edit", "uplink"], Some("config:\n  bogus: x\n"));
+        assert!(!good && err.contains("Invalid option \"bogus\""), "{err}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(s).unwrap().permissions().mode() & 0o777, 0o660);
         ok(s, &["network", "set", "uplink", "user.x=1"]);
         assert_eq!(ok(s, &["network", "get", "uplink", "user.x"]), "1\n");
         ok(s, &["network", "unset", "uplink", "user.x"]);
@@ -291,8 +304,8 @@ async fn real_lxc_client() {
         assert_eq!(l(fw(&["create", "ovn1", "192.0.2.30"])), "Network forward 192.0.2.30 created\n");
         l(fw(&["port", "add", "ovn1", "192.0.2.30", "tcp", "80", "10.0.0.11", "8080"]));
         l(fw(&["port", "add", "ovn1", "192.0.2.30", "udp", "53", "10.0.0.12"]));
-        l(fw(&["set", "ovn1", "192.0.2.30", "user.k=v"]));
-        assert_eq!(l(fw(&["get", "ovn1", "192.0.2.30", "user.k"])), "v\n");
+        l(fw(&["set", "ovn1", "192.0.2.30", "user.k=yes"]));
+        assert_eq!(l(fw(&["get", "ovn1", "192.0.2.30", "user.k"])), "yes\n");
         l(fw(&["set", "ovn1", "192.0.2.30", "target_address=10.0.0.13"]));
         assert_eq!(l(fw(&["show", "ovn1", "192.0.2.30"])), o(fw(&["show", "ovn1", "192.0.2.30"])));
         assert_eq!(l(fw(&["list", "ovn1"])), o(fw(&["list", "ovn1"])));

@@ -576,3 +576,58 @@ pub async fn state<K: Kind>(
         "error": error,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::model::LoadBalancerBackend;
+
+    #[test]
+    fn patch_merges_as_documented() {
+        let stored = LoadBalancerPut {
+            description: "web".into(),
+            config: [
+                ("user.a".to_owned(), "1".to_owned()),
+                ("user.b".to_owned(), "2".to_owned()),
+            ]
+            .into(),
+            backends: vec![LoadBalancerBackend {
+                name: "b1".into(),
+                target_address: "10.0.0.11".into(),
+                ..Default::default()
+            }],
+            ports: vec![],
+        };
+        // config merged key by key ("" stays for the caller to drop), description kept,
+        // null leaves a field, listen_address ignored.
+        let m = merge::<Lb>(&stored, br#"{"config":{"user.a":"","user.c":"3"},"backends":null,"listen_address":"192.0.2.99"}"#).unwrap();
+        assert_eq!(m.description, "web");
+        assert_eq!(m.config.get("user.a").map(String::as_str), Some(""));
+        assert_eq!(m.config.get("user.b").map(String::as_str), Some("2"));
+        assert_eq!(m.config.get("user.c").map(String::as_str), Some("3"));
+        assert_eq!(m.backends.len(), 1);
+        // No config at all: not a crash, config kept.
+        let m = merge::<Lb>(&stored, br#"{"description":"x"}"#).unwrap();
+        assert_eq!((m.description.as_str(), m.config.len()), ("x", 2));
+        assert!(merge::<Lb>(&stored, b"[1]").is_err());
+        assert!(merge::<Lb>(&stored, br#"{"backends":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn if_match_forms() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert("if-match", HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(if_match(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(if_match(&h("\"7\"")).unwrap(), Some(7));
+        assert_eq!(if_match(&h("W/\"7\"")).unwrap(), Some(7));
+        assert_eq!(if_match(&h("*")).unwrap(), None);
+        assert_eq!(
+            if_match(&h("\"abc\"")).unwrap_err().status,
+            StatusCode::PRECONDITION_FAILED
+        );
+    }
+}

@@ -398,9 +398,26 @@ fn yaml<T: serde::Serialize>(v: &T) -> Result<String> {
         let key = head.ends_with(": ") || head.trim_start() == "- ";
         (plain && key).then(|| format!("{head}\"{inner}\"\n"))
     };
+    // YAML 1.1 booleans (what Go's yaml reads as true/false) are strings here: quoted.
+    let bool11 = |l: &str| -> Option<String> {
+        let at = l.rfind(": ").map(|i| i + 2).or_else(|| {
+            let t = l.trim_start();
+            t.starts_with("- ").then(|| l.len() - t.len() + 2)
+        })?;
+        let v = &l[at..];
+        // (`true`/`false` strings come out quoted already; unquoted they are booleans.)
+        const WORDS: [&str; 6] = ["y", "n", "yes", "no", "on", "off"];
+        WORDS
+            .contains(&v.to_ascii_lowercase().as_str())
+            .then(|| format!("{}\"{v}\"\n", &l[..at]))
+    };
     Ok(text
         .lines()
-        .map(|l| requote(l).unwrap_or_else(|| format!("{l}\n")))
+        .map(|l| {
+            requote(l)
+                .or_else(|| bool11(l))
+                .unwrap_or_else(|| format!("{l}\n"))
+        })
         .collect())
 }
 
