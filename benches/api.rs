@@ -21,7 +21,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -264,39 +264,8 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
     let state_base = std::env::var("STATE_DIR").unwrap_or_else(|_| "/tmp".into());
-    let nb = common::OvsdbServer::start();
-    let topo = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox.sh"))
-        .arg("topology")
-        .arg(nb.db())
-        .output()
-        .unwrap();
-    assert!(topo.status.success());
-    let state = tempfile::tempdir_in(&state_base).unwrap();
-    let sock = state.path().join("unix.socket");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
-        .arg("--nb")
-        .arg(format!("unix:{}", nb.sock.display()))
-        .arg("--dir")
-        .arg(state.path())
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let (nb, _state, mut daemon, c) = ours().await;
     let pid = daemon.id();
-    while !sock.exists() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let c = Client::unix(&sock);
-    for body in [
-        json!({"name": "uplink", "type": "physical", "config": {"ipv4.routes": "198.18.0.0/15"}}),
-        json!({"name": "ovn1", "type": "ovn", "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
-               "ovn.switch": "lxd-net1-ls-int", "ipv4.address": "10.0.0.1/16"}}),
-    ] {
-        c.request(Method::POST, "/1.0/networks", Some(&body), None)
-            .await
-            .unwrap();
-    }
 
     // The watcher: its own NB session; records when each pending listen address shows up.
     let watch = common::nb_session(nb.unix(), vec![listen_index()]);

@@ -48,10 +48,8 @@ fn attached(ovn: &Ovn, table: &str, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_to_nb_continuously() {
-    init_tracing();
-    let ovn = Ovn::start();
+/// An in-memory store with the uplink and `ovn1` on the sandbox topology.
+fn store_with_networks() -> Arc<SqliteStore> {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     store
         .create_network(&net(
@@ -71,6 +69,14 @@ async fn store_to_nb_continuously() {
             ],
         ))
         .unwrap();
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_to_nb_continuously() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let store = store_with_networks();
     let s = nb_session(ovn.nb.unix(), vec![listen_index()]);
     let ctl = Controller::new(
         s.clone(),
@@ -213,25 +219,7 @@ async fn store_to_nb_continuously() {
 async fn resync_repairs_drift_after_a_clean_pass() {
     init_tracing();
     let ovn = Ovn::start();
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    store
-        .create_network(&net(
-            "uplink",
-            "physical",
-            &[("ipv4.routes", "192.0.2.0/24")],
-        ))
-        .unwrap();
-    store
-        .create_network(&net(
-            "ovn1",
-            "ovn",
-            &[
-                ("network", "uplink"),
-                ("ovn.router", "lxd-net1-lr"),
-                ("ovn.switch", "lxd-net1-ls-int"),
-            ],
-        ))
-        .unwrap();
+    let store = store_with_networks();
     for (l, b) in [("192.0.2.10", "10.0.0.11"), ("192.0.2.11", "10.0.0.12")] {
         store.create_load_balancer("ovn1", &lb(l, &[b])).unwrap();
     }

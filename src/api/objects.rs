@@ -87,109 +87,81 @@ pub enum Lb {}
 #[derive(Debug)]
 pub enum Fwd {}
 
-impl Kind for Lb {
-    type Put = LoadBalancerPut;
-    type Post = LoadBalancersPost;
-    const COLLECTION: &'static str = "load-balancers";
-    const NOT_FOUND: &'static str = "Network load balancer not found";
-    const WHAT: &'static str = "load balancer";
-    fn list(s: &dyn Store, net: &str) -> Result<Vec<Stored<Self::Post>>, StoreError> {
-        s.load_balancers(net)
-    }
-    fn get(s: &dyn Store, net: &str, listen: &str) -> Result<Stored<Self::Post>, StoreError> {
-        s.load_balancer(net, listen)
-    }
-    fn create(s: &dyn Store, net: &str, o: &Self::Post) -> Result<u64, StoreError> {
-        s.create_load_balancer(net, o)
-    }
-    fn update(
-        s: &dyn Store,
-        net: &str,
-        listen: &str,
-        put: &Self::Put,
-        if_match: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        s.update_load_balancer(net, listen, put, if_match)
-    }
-    fn delete(
-        s: &dyn Store,
-        net: &str,
-        listen: &str,
-        if_match: Option<u64>,
-    ) -> Result<(), StoreError> {
-        s.delete_load_balancer(net, listen, if_match)
-    }
-    fn split(o: Self::Post) -> (String, Self::Put) {
-        (o.listen_address, o.put)
-    }
-    fn join(listen_address: String, put: Self::Put) -> Self::Post {
-        LoadBalancersPost {
-            put,
-            listen_address,
+/// `Kind` for one object type: its types, texts and the store's methods for it.
+macro_rules! kind {
+    ($t:ty, $put:ty, $post:ty, $collection:literal, $not_found:literal, $what:literal,
+     $validate:path, list: $list:ident, get: $get:ident, create: $create:ident,
+     update: $update:ident, delete: $delete:ident) => {
+        impl Kind for $t {
+            type Put = $put;
+            type Post = $post;
+            const COLLECTION: &'static str = $collection;
+            const NOT_FOUND: &'static str = $not_found;
+            const WHAT: &'static str = $what;
+            fn list(s: &dyn Store, net: &str) -> Result<Vec<Stored<Self::Post>>, StoreError> {
+                s.$list(net)
+            }
+            fn get(
+                s: &dyn Store,
+                net: &str,
+                listen: &str,
+            ) -> Result<Stored<Self::Post>, StoreError> {
+                s.$get(net, listen)
+            }
+            fn create(s: &dyn Store, net: &str, o: &Self::Post) -> Result<u64, StoreError> {
+                s.$create(net, o)
+            }
+            fn update(
+                s: &dyn Store,
+                net: &str,
+                listen: &str,
+                put: &Self::Put,
+                if_match: Option<u64>,
+            ) -> Result<u64, StoreError> {
+                s.$update(net, listen, put, if_match)
+            }
+            fn delete(
+                s: &dyn Store,
+                net: &str,
+                listen: &str,
+                if_match: Option<u64>,
+            ) -> Result<(), StoreError> {
+                s.$delete(net, listen, if_match)
+            }
+            fn split(o: Self::Post) -> (String, Self::Put) {
+                (o.listen_address, o.put)
+            }
+            fn join(listen_address: String, put: Self::Put) -> Self::Post {
+                Self::Post {
+                    put,
+                    listen_address,
+                }
+            }
+            fn normalise(o: &mut Self::Post) {
+                o.normalise();
+            }
+            fn validate(
+                o: &Self::Post,
+                net: &OvnNetwork,
+                up: &Uplink,
+                l: &Limits,
+            ) -> Vec<ValidationError> {
+                $validate(o, net, up, l)
+            }
+            fn config(put: &mut Self::Put) -> &mut Config {
+                &mut put.config
+            }
         }
-    }
-    fn normalise(o: &mut Self::Post) {
-        o.normalise();
-    }
-    fn validate(o: &Self::Post, net: &OvnNetwork, up: &Uplink, l: &Limits) -> Vec<ValidationError> {
-        validate::validate_load_balancer(o, net, up, l)
-    }
-    fn config(put: &mut Self::Put) -> &mut Config {
-        &mut put.config
-    }
+    };
 }
 
-impl Kind for Fwd {
-    type Put = ForwardPut;
-    type Post = ForwardsPost;
-    const COLLECTION: &'static str = "forwards";
-    const NOT_FOUND: &'static str = "Network forward not found";
-    const WHAT: &'static str = "forward";
-    fn list(s: &dyn Store, net: &str) -> Result<Vec<Stored<Self::Post>>, StoreError> {
-        s.forwards(net)
-    }
-    fn get(s: &dyn Store, net: &str, listen: &str) -> Result<Stored<Self::Post>, StoreError> {
-        s.forward(net, listen)
-    }
-    fn create(s: &dyn Store, net: &str, o: &Self::Post) -> Result<u64, StoreError> {
-        s.create_forward(net, o)
-    }
-    fn update(
-        s: &dyn Store,
-        net: &str,
-        listen: &str,
-        put: &Self::Put,
-        if_match: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        s.update_forward(net, listen, put, if_match)
-    }
-    fn delete(
-        s: &dyn Store,
-        net: &str,
-        listen: &str,
-        if_match: Option<u64>,
-    ) -> Result<(), StoreError> {
-        s.delete_forward(net, listen, if_match)
-    }
-    fn split(o: Self::Post) -> (String, Self::Put) {
-        (o.listen_address, o.put)
-    }
-    fn join(listen_address: String, put: Self::Put) -> Self::Post {
-        ForwardsPost {
-            put,
-            listen_address,
-        }
-    }
-    fn normalise(o: &mut Self::Post) {
-        o.normalise();
-    }
-    fn validate(o: &Self::Post, net: &OvnNetwork, up: &Uplink, l: &Limits) -> Vec<ValidationError> {
-        validate::validate_forward(o, net, up, l)
-    }
-    fn config(put: &mut Self::Put) -> &mut Config {
-        &mut put.config
-    }
-}
+kind!(Lb, LoadBalancerPut, LoadBalancersPost, "load-balancers",
+      "Network load balancer not found", "load balancer", validate::validate_load_balancer,
+      list: load_balancers, get: load_balancer, create: create_load_balancer,
+      update: update_load_balancer, delete: delete_load_balancer);
+kind!(Fwd, ForwardPut, ForwardsPost, "forwards", "Network forward not found", "forward",
+      validate::validate_forward, list: forwards, get: forward, create: create_forward,
+      update: update_forward, delete: delete_forward);
 
 /// The object as `GET` returns it: the stored fields plus `location` (always empty:
 /// OVN load balancers are not member-specific).

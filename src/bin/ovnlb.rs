@@ -41,18 +41,8 @@ enum Command {
     /// One reconcile pass from a desired-state file into NB, then exit: 0 when NB
     /// matches the desired state afterwards.
     Reconcile {
-        /// NB remotes, as ovn-nbctl takes them (tcp:IP:PORT,ssl:IP:PORT,unix:PATH).
-        #[arg(long, env = "OVNLB_NB")]
-        nb: String,
-        /// CA certificate for ssl: remotes.
-        #[arg(long)]
-        nb_ca: Option<PathBuf>,
-        /// Client certificate for ssl: remotes.
-        #[arg(long)]
-        nb_cert: Option<PathBuf>,
-        /// Client private key for ssl: remotes.
-        #[arg(long)]
-        nb_key: Option<PathBuf>,
+        #[command(flatten)]
+        nb: ovnlb::cli::NbArgs,
         /// The desired state (YAML: networks with load_balancers and forwards).
         #[arg(
             short = 'f',
@@ -117,10 +107,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile {
-            nb,
-            nb_ca,
-            nb_cert,
-            nb_key,
+            nb:
+                ovnlb::cli::NbArgs {
+                    nb,
+                    nb_ca,
+                    nb_cert,
+                    nb_key,
+                },
             file,
             db,
             dry_run,
@@ -145,6 +138,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     store.desired_state()?
                 }
                 (None, None) => anyhow::bail!("give -f FILE or --db STORE"),
+            };
+            let Some(nb) = nb else {
+                anyhow::bail!("give the NB remotes: --nb (or OVNLB_NB)");
             };
             let remotes = ovsdb::parse_remotes(&nb)?;
             let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));

@@ -19,18 +19,8 @@ struct Flags {
     /// when present.
     #[arg(long, env = "OVNLB_CONFIG")]
     config: Option<PathBuf>,
-    /// NB remotes, as ovn-nbctl takes them (tcp:IP:PORT,ssl:IP:PORT,unix:PATH).
-    #[arg(long, env = "OVNLB_NB")]
-    nb: Option<String>,
-    /// CA certificate for ssl: remotes.
-    #[arg(long)]
-    nb_ca: Option<PathBuf>,
-    /// Client certificate for ssl: remotes.
-    #[arg(long)]
-    nb_cert: Option<PathBuf>,
-    /// Client private key for ssl: remotes.
-    #[arg(long)]
-    nb_key: Option<PathBuf>,
+    #[command(flatten)]
+    nb: ovnlb::cli::NbArgs,
     /// Owner id of our NB rows (external_ids:ovnlb:owner).
     #[arg(long)]
     owner: Option<String>,
@@ -57,10 +47,10 @@ struct Flags {
 
 fn settings(f: Flags) -> Result<Settings, String> {
     let flags = Settings {
-        nb: f.nb,
-        nb_ca: f.nb_ca,
-        nb_cert: f.nb_cert,
-        nb_key: f.nb_key,
+        nb: f.nb.nb,
+        nb_ca: f.nb.nb_ca,
+        nb_cert: f.nb.nb_cert,
+        nb_key: f.nb.nb_key,
         owner: f.owner,
         dir: f.dir,
         socket: f.socket,

@@ -297,6 +297,23 @@ pub enum PortCmd {
     },
 }
 
+/// NB connection flags, shared by `ovnlb reconcile` and `ovnlbd`.
+#[derive(Debug, Clone, Args)]
+pub struct NbArgs {
+    /// NB remotes, as ovn-nbctl takes them (tcp:IP:PORT,ssl:IP:PORT,unix:PATH).
+    #[arg(long, env = "OVNLB_NB")]
+    pub nb: Option<String>,
+    /// CA certificate for ssl: remotes.
+    #[arg(long)]
+    pub nb_ca: Option<std::path::PathBuf>,
+    /// Client certificate for ssl: remotes.
+    #[arg(long)]
+    pub nb_cert: Option<std::path::PathBuf>,
+    /// Client private key for ssl: remotes.
+    #[arg(long)]
+    pub nb_key: Option<std::path::PathBuf>,
+}
+
 /// How to reach the daemon.
 #[derive(Debug, Clone, Args)]
 pub struct Connect {
@@ -603,9 +620,15 @@ fn edited(current: &str) -> Result<String> {
     text
 }
 
-/// What `get` prints: the value and a newline; nothing for a missing key (as lxc).
-fn got(v: Option<Value>) -> String {
-    match v {
+/// What `get` prints of an object: a config key's value (a property's with `-p`) and a
+/// newline; nothing for a missing key (as lxc).
+fn got(object: &Value, key: &str, property: bool) -> String {
+    let v = if property {
+        object.get(key)
+    } else {
+        object.get("config").and_then(|m| m.get(key))
+    };
+    match v.cloned() {
         Some(Value::String(s)) => format!("{s}\n"),
         Some(Value::Null) | None => String::new(),
         Some(other) => format!("{other}\n"),
@@ -683,12 +706,7 @@ async fn network(cmd: NetworkCmd, c: &Client, out: &mut dyn Write) -> Result<()>
             property,
         } => {
             let r = c.get(&format!("/1.0/networks/{network}")).await?;
-            let v = if property {
-                r.metadata.get(&key).cloned()
-            } else {
-                r.metadata.get("config").and_then(|m| m.get(&key)).cloned()
-            };
-            write_out(out, &got(v))
+            write_out(out, &got(&r.metadata, &key, property))
         }
         NetworkCmd::Set {
             network,
@@ -880,12 +898,7 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
             property,
         } => {
             let r = c.get(&obj_path(k, &network, &listen_address)).await?;
-            let v = if property {
-                r.metadata.get(&key).cloned()
-            } else {
-                r.metadata.get("config").and_then(|m| m.get(&key)).cloned()
-            };
-            write_out(out, &got(v))
+            write_out(out, &got(&r.metadata, &key, property))
         }
         ObjectCmd::Set {
             network,
