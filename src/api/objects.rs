@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::response::{created, sync, sync_etag};
 use super::{if_match, json_body, ApiError, AppState, Common};
 use crate::lb::model::{
-    canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost, Network,
+    canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost,
 };
 use crate::lb::validate::{self, Limits, OvnNetwork, Uplink, ValidationError};
 use crate::nb::{LogicalRouter, LogicalSwitch, Table};
@@ -187,23 +187,27 @@ pub fn ovn_context(
     network: &str,
     what: &str,
 ) -> Result<(OvnNetwork, Uplink), ApiError> {
-    let all: Vec<Network> = st
-        .store
-        .networks()
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .into_iter()
-        .map(|s| s.value)
-        .collect();
-    let n = all
-        .iter()
-        .find(|n| n.name == network)
-        .ok_or_else(|| ApiError::not_found("Network not found"))?;
+    // The network and its uplink only: a request costs the same with many networks.
+    let n = match st.store.network(network) {
+        Ok(s) => s.value,
+        Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("Network not found")),
+        Err(e) => return Err(ApiError::internal(e.to_string())),
+    };
     if n.kind != "ovn" {
         return Err(ApiError::bad_request(format!(
             "Network driver \"{}\" does not support {what}s",
             n.kind
         )));
     }
+    let mut all = vec![n.clone()];
+    if let Some(up) = n.config.get("network").map(|u| u.trim()) {
+        match st.store.network(up) {
+            Ok(u) => all.push(u.value),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(ApiError::internal(e.to_string())),
+        }
+    }
+    let n = &all[0];
     let mut net = validate::parse_ovn(n, &all).map_err(|e| ApiError::invalid(&e))?;
     if !net.subnets_given {
         if let Some(s) = &st.session {
