@@ -134,7 +134,7 @@ pub fn nb_session(settings: &Settings) -> Result<Session, DaemonError> {
 }
 
 /// Run ovnlbd until `cancel`: the store at `<dir>/ovnlb.db`, the NB session, the
-/// controller and the API on the unix socket. `ready` is cancelled-safe: it is sent the
+/// controller and the API on the unix socket (and HTTPS, metrics when set). `ready`, when given, receives the
 /// socket path once the API listens.
 ///
 /// # Errors
