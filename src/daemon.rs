@@ -134,8 +134,8 @@ pub fn nb_session(settings: &Settings) -> Result<Session, DaemonError> {
 }
 
 /// Run ovnlbd until `cancel`: the store at `<dir>/ovnlb.db`, the NB session, the
-/// controller and the API on the unix socket (and HTTPS, metrics when set). `ready`, when given, receives the
-/// socket path once the API listens.
+/// controller and the API on the unix socket (and HTTPS, metrics when set). `ready`,
+/// when given, receives the socket path once the API listens.
 ///
 /// # Errors
 /// When something cannot start; after start, failures are logged and retried.
