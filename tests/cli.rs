@@ -144,6 +144,14 @@ location: ""
 "
         );
         assert_eq!(ok(s, &a(&["list", "ovn1", "-f", "csv"])), "192.0.2.10,,2\n");
+        assert_eq!(
+            ok(s, &a(&["list", "ovn1", "-f", "compact"])),
+            "  LISTEN ADDRESS  DESCRIPTION  PORTS  \n  192.0.2.10                   2      \n"
+        );
+        let y: serde_json::Value =
+            serde_yaml_ng::from_str(&ok(s, &a(&["list", "ovn1", "-f", "yaml"]))).unwrap();
+        assert_eq!(y[0]["listen_address"], "192.0.2.10");
+        assert_eq!(y[0]["ports"][1]["protocol"], "udp");
         let j: serde_json::Value = serde_json::from_str(&ok(s, &a(&["list", "ovn1", "-f", "json"]))).unwrap();
         assert_eq!(j[0]["backends"][0]["name"], "b1");
         assert_eq!(ok(s, &a(&["get", "ovn1", "192.0.2.10", "user.k"])), "v\n");
@@ -309,6 +317,11 @@ async fn real_lxc_client() {
         l(fw(&["set", "ovn1", "192.0.2.30", "target_address=10.0.0.13"]));
         assert_eq!(l(fw(&["show", "ovn1", "192.0.2.30"])), o(fw(&["show", "ovn1", "192.0.2.30"])));
         assert_eq!(l(fw(&["list", "ovn1"])), o(fw(&["list", "ovn1"])));
+        assert_eq!(
+            l(fw(&["list", "ovn1", "-f", "compact"])),
+            o(fw(&["list", "ovn1", "-f", "compact"]))
+        );
+        assert_eq!(lxc_ok(&["network", "list", "-f", "compact"]), ok(s, &["network", "list", "-f", "compact"]));
         assert_eq!(l(fw(&["list", "ovn1", "-f", "csv"])), "192.0.2.30,,10.0.0.13,2\n");
         l(fw(&["unset", "ovn1", "192.0.2.30", "user.k"]));
         assert_eq!(l(fw(&["get", "ovn1", "192.0.2.30", "user.k"])), "");

@@ -518,7 +518,13 @@ fn table(
                     .map(|(i, c)| format!(" {c:<width$} ", width = w[i]))
                     .collect();
                 if matches!(format, Format::Compact) {
-                    format!("{}\n", inner.join(" ").trim_end())
+                    // lxc's compact: two spaces before each cell and after the last.
+                    let cells: String = cells
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("  {c:<width$}", width = w[i]))
+                        .collect();
+                    format!("{cells}  \n")
                 } else {
                     format!("|{}|\n", inner.join("|"))
                 }
