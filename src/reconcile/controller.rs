@@ -245,12 +245,10 @@ fn topology(v: &CacheView) -> (usize, u64) {
     )
 }
 
-/// [`Seen::rows`]: the rows under one listen address, ours or not.
-fn listen_rows(v: &CacheView, listen: &str) -> (usize, u64) {
-    versions(
-        v.lookup(&plan::listen_index(), &crate::ovsdb::Datum::scalar(listen))
-            .iter(),
-    )
+/// [`Seen::rows`]: the rows under one listen address, ours or not (`index`:
+/// [`plan::listen_index`]).
+fn listen_rows(v: &CacheView, index: &crate::ovsdb::IndexSpec, listen: &str) -> (usize, u64) {
+    versions(v.lookup(index, &crate::ovsdb::Datum::scalar(listen)).iter())
 }
 
 impl Controller {
@@ -623,16 +621,21 @@ impl Controller {
             let owner = &self.opts.owner;
             self.session.cache().read(|v| {
                 let topology = topology(v);
-                // Keys whose rows and topology are as a clean plan saw them need nothing.
-                let keys: Vec<Key> = keys
+                let index = plan::listen_index();
+                // Keys whose rows and topology are as a clean plan saw them need nothing;
+                // the others are planned, and remember what this view holds if clean.
+                let (keys, now): (Vec<Key>, Vec<Seen>) = keys
                     .iter()
-                    .filter(|k| {
-                        rendered.get(*k).and_then(|r| r.seen).is_none_or(|s| {
-                            s.topology != topology || s.rows != listen_rows(v, &k.1)
-                        })
+                    .map(|k| {
+                        let now = Seen {
+                            rows: listen_rows(v, &index, &k.1),
+                            topology,
+                        };
+                        (k, now)
                     })
-                    .cloned()
-                    .collect();
+                    .filter(|(k, now)| rendered.get(*k).and_then(|r| r.seen) != Some(*now))
+                    .map(|(k, now)| (k.clone(), now))
+                    .unzip();
                 let objects: Vec<(&str, &[DesiredRow])> = keys
                     .iter()
                     .map(|k| {
@@ -645,13 +648,7 @@ impl Controller {
                 let plan = plan::plan_objects(owner, net, &objects, v);
                 // A clean plan: remember what it read.
                 let seen: Vec<Seen> = match &plan {
-                    Ok(p) if p.ops.is_empty() => keys
-                        .iter()
-                        .map(|k| Seen {
-                            rows: listen_rows(v, &k.1),
-                            topology,
-                        })
-                        .collect(),
+                    Ok(p) if p.ops.is_empty() => now,
                     _ => Vec::new(),
                 };
                 (keys, plan, seen)
