@@ -234,10 +234,19 @@ fn path_listen(addr: &str) -> String {
     canonical_ip(addr).unwrap_or_else(|| addr.to_owned())
 }
 
-/// Validate `o` for `network`, then store it through `write`.
-fn checked<K: Kind>(st: &AppState, network: &str, o: &mut K::Post) -> Result<(), ApiError> {
+/// Normalise and validate `o` for `network`; `ctx` is its [`ovn_context`] when the
+/// caller has it already.
+fn checked<K: Kind>(
+    st: &AppState,
+    network: &str,
+    ctx: Option<(OvnNetwork, Uplink)>,
+    o: &mut K::Post,
+) -> Result<(), ApiError> {
     K::normalise(o);
-    let (net, up) = ovn_context(st, network, K::WHAT)?;
+    let (net, up) = match ctx {
+        Some(c) => c,
+        None => ovn_context(st, network, K::WHAT)?,
+    };
     let errors = K::validate(o, &net, &up, &st.limits);
     if errors.is_empty() {
         Ok(())
@@ -338,7 +347,7 @@ pub async fn create<K: Kind>(
         ));
     }
     o = K::join(listen, put);
-    checked::<K>(&st, &network, &mut o)?;
+    checked::<K>(&st, &network, None, &mut o)?;
     let revision = K::create(st.store.as_ref(), &network, &o)
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     let listen = K::split(o).0;
@@ -364,6 +373,7 @@ pub async fn show<K: Kind>(
 
 async fn write<K: Kind>(
     st: AppState,
+    ctx: Option<(OvnNetwork, Uplink)>,
     network: String,
     addr: String,
     q: Common,
@@ -375,7 +385,7 @@ async fn write<K: Kind>(
     let mut put = put;
     drop_empty::<K>(&mut put);
     let mut o = K::join(listen.clone(), put);
-    checked::<K>(&st, &network, &mut o)?;
+    checked::<K>(&st, &network, ctx, &mut o)?;
     let (listen, put) = K::split(o);
     let revision = K::update(st.store.as_ref(), &network, &listen, &put, expected)
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
@@ -404,7 +414,7 @@ pub async fn put<K: Kind>(
         },
         e => ApiError::internal(e.to_string()),
     })?;
-    write::<K>(st, network, addr, q, headers, put).await
+    write::<K>(st, None, network, addr, q, headers, put).await
 }
 
 /// Merge a PATCH body into the stored editable fields: keys present replace the stored
@@ -462,7 +472,7 @@ pub async fn patch<K: Kind>(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    ovn_context(&st, &network, K::WHAT)?;
+    let ctx = ovn_context(&st, &network, K::WHAT)?;
     let stored = K::get(st.store.as_ref(), &network, &path_listen(&addr))
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
     // A PATCH builds on what it read: with no If-Match, on exactly that revision.
@@ -472,7 +482,8 @@ pub async fn patch<K: Kind>(
     if let Ok(v) = expected.to_string().parse() {
         headers.insert(axum::http::header::IF_MATCH, v);
     }
-    write::<K>(st, network, addr, q, headers, put).await
+    // The network as checked above (not read and parsed a second time).
+    write::<K>(st, Some(ctx), network, addr, q, headers, put).await
 }
 
 /// `DELETE …/<kind>/<addr>` (a body is ignored; `If-Match` checked when sent).
