@@ -92,6 +92,45 @@ impl Settings {
     }
 }
 
+/// How long shutdown waits for open requests before closing them.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Take the exclusive lock of the state dir (`<dir>/ovnlbd.lock`, holding the pid of
+/// its holder), released when the returned file is dropped or the process ends.
+///
+/// # Errors
+/// When another process holds it (naming its pid), or the file cannot be opened.
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("ovnlbd.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            return Err(DaemonError::Settings(format!(
+                "state dir {} is in use by another ovnlbd (pid {}): {} is locked",
+                dir.display(),
+                holder.trim(),
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -146,6 +185,9 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let dir = settings.dir();
     std::fs::create_dir_all(&dir)?;
+    // One daemon per state dir, for the life of the process: two controllers on one
+    // store revert each other's acknowledged writes in NB.
+    let _lock = lock_dir(&dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("ovnlb.db"))?);
     let session = nb_session(&settings)?;
     let owner = settings.owner.clone().unwrap_or_else(|| "ovnlb".into());
@@ -157,6 +199,7 @@ pub async fn run(
         opts.resync_every = std::time::Duration::from_secs(s.max(1));
     }
     let controller = Controller::new(session.clone(), store.clone(), opts);
+    let state_status = controller.status();
     let state = AppState {
         store,
         session: Some(session.clone()),
@@ -202,14 +245,38 @@ pub async fn run(
         let _ = r.send(socket.clone());
     }
     info!(socket = %socket.display(), dir = %dir.display(), "ovnlbd running");
-    let served = api::serve(listener, router, api_cancel).await;
+    let status = state_status.clone();
+    let closing = cancel.clone();
+    tracker.spawn(async move {
+        // Shutdown answers every `?wait` at once (503), so no request holds it up.
+        closing.cancelled().await;
+        status.close();
+    });
+    let served = tokio::select! {
+        r = api::serve(listener, router, api_cancel) => r,
+        // Requests still open after the grace period (a partial request, a slow client)
+        // are dropped: SIGTERM always ends the process.
+        _ = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            warn!(grace = ?SHUTDOWN_GRACE, "requests still open after the grace period: closed");
+            Ok(())
+        }
+    };
     if let Err(e) = &served {
         warn!(error = %e, "API stopped");
     }
     // The API is closed: stop the controller (it finishes a transaction in flight).
     ctl_cancel.cancel();
     tracker.close();
-    tracker.wait().await;
+    // (HTTPS connections still open get the same grace period.)
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("tasks still running after the grace period: left behind");
+    }
     session.shutdown();
     let _ = std::fs::remove_file(&socket);
     info!("ovnlbd stopped");

@@ -82,6 +82,9 @@ pub struct Metrics {
     pub operations: AtomicU64,
     /// Periodic resyncs.
     pub resyncs: AtomicU64,
+    /// Times the controller's loop woke up (an event, a backoff coming due, a resync):
+    /// flat while nothing happens.
+    pub wakeups: AtomicU64,
     /// Planning time per round (reading the cache).
     pub plan_seconds: Histogram,
     /// Commit time per transaction (until the server's reply).
@@ -97,6 +100,7 @@ impl Default for Metrics {
             conflicts: AtomicU64::new(0),
             operations: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
             plan_seconds: Histogram::new(LATENCY_BUCKETS),
             commit_seconds: Histogram::new(LATENCY_BUCKETS),
         }
@@ -142,6 +146,11 @@ impl Metrics {
                 &self.operations,
             ),
             ("ovnlb_resyncs_total", "Periodic resyncs.", &self.resyncs),
+            (
+                "ovnlb_controller_wakeups_total",
+                "Times the controller woke up (events, backoffs due, resyncs).",
+                &self.wakeups,
+            ),
         ] {
             let _ = writeln!(
                 out,

@@ -31,7 +31,7 @@ fn served(n: &Network) -> Value {
 }
 
 fn url(name: &str) -> String {
-    format!("/1.0/networks/{name}")
+    format!("/1.0/networks/{}", super::response::segment(name))
 }
 
 fn all(st: &AppState) -> Result<Vec<Stored<Network>>, ApiError> {

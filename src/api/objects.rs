@@ -174,7 +174,13 @@ fn served<K: Kind>(o: &K::Post) -> Value {
 }
 
 fn url<K: Kind>(net: &str, listen: &str) -> String {
-    format!("/1.0/networks/{net}/{}/{listen}", K::COLLECTION)
+    use super::response::segment;
+    format!(
+        "/1.0/networks/{}/{}/{}",
+        segment(net),
+        K::COLLECTION,
+        segment(listen)
+    )
 }
 
 /// An `ovn` network ready to validate against: parsed, its uplink parsed, subnets from
@@ -260,46 +266,75 @@ fn drop_empty<K: Kind>(put: &mut K::Put) {
     K::config(put).retain(|_, v| !v.is_empty());
 }
 
-/// Wait until the controller has applied `revision` of the object (`None`: its removal),
-/// if the client asked to.
-async fn wait_applied(
-    st: &AppState,
-    q: &Common,
-    network: &str,
-    listen: &str,
-    revision: Option<u64>,
-) -> Result<(), ApiError> {
-    let Some(timeout) = q.wait()? else {
-        return Ok(());
-    };
-    let Some(status) = &st.status else {
-        return Err(ApiError::bad_request(
-            "wait: no controller runs in this server",
-        ));
-    };
-    let (k, done) = status
-        .wait_for(network, listen, timeout, |k| match revision {
-            Some(r) => {
-                k.is_some_and(|k| k.applied_revision.is_some_and(|a| a >= r) && k.error.is_empty())
-            }
-            None => k.is_none(),
-        })
-        .await;
-    if done {
-        return Ok(());
+/// What a write waits for: the `?wait` timeout and the status to watch. Checked before
+/// anything is written, so a bad `?wait` changes nothing.
+pub(crate) struct Wait<'a>(
+    Option<(
+        std::time::Duration,
+        &'a crate::reconcile::controller::Status,
+    )>,
+);
+
+impl<'a> Wait<'a> {
+    /// The wait a write asked for.
+    ///
+    /// # Errors
+    /// 400 for a `wait` that is not a number of seconds, or when no controller runs.
+    pub(crate) fn of(st: &'a AppState, q: &Common) -> Result<Wait<'a>, ApiError> {
+        let Some(timeout) = q.wait()? else {
+            return Ok(Wait(None));
+        };
+        match &st.status {
+            Some(s) => Ok(Wait(Some((timeout, s)))),
+            None => Err(ApiError::bad_request(
+                "wait: no controller runs in this server",
+            )),
+        }
     }
-    let why = k
-        .map(|k| k.error)
-        .filter(|e| !e.is_empty())
-        .map(|e| format!(": {e}"))
-        .unwrap_or_default();
-    Err(ApiError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        format!(
-            "Stored, but not yet applied in OVN within {:.3} s{why}",
-            timeout.as_secs_f64()
-        ),
-    ))
+
+    /// Wait until the controller has applied `revision` of the object (`None`: its
+    /// removal), if the client asked to.
+    async fn applied(
+        self,
+        network: &str,
+        listen: &str,
+        revision: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let Some((timeout, status)) = self.0 else {
+            return Ok(());
+        };
+        let (k, done) = status
+            .wait_for(network, listen, timeout, |k| match revision {
+                Some(r) => k.is_some_and(|k| {
+                    k.applied_revision.is_some_and(|a| a >= r) && k.error.is_empty()
+                }),
+                None => k.is_none(),
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{e}: the write is stored, and will be applied when the server runs again"
+                    ),
+                )
+            })?;
+        if done {
+            return Ok(());
+        }
+        let why = k
+            .map(|k| k.error)
+            .filter(|e| !e.is_empty())
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "Stored, but not yet applied in OVN within {:.3} s{why}",
+                timeout.as_secs_f64()
+            ),
+        ))
+    }
 }
 
 /// `GET …/<kind>`: URLs, or objects with `recursion=1`.
@@ -338,6 +373,7 @@ pub async fn create<K: Kind>(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
+    let wait = Wait::of(&st, &q)?;
     let mut o: K::Post = json_body(&body)?;
     let (listen, mut put) = K::split(o);
     drop_empty::<K>(&mut put);
@@ -351,7 +387,7 @@ pub async fn create<K: Kind>(
     let revision = K::create(st.store.as_ref(), &network, &o)
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     let listen = K::split(o).0;
-    wait_applied(&st, &q, &network, &listen, Some(revision)).await?;
+    wait.applied(&network, &listen, Some(revision)).await?;
     Ok(created(&url::<K>(&network, &listen)))
 }
 
@@ -381,6 +417,7 @@ async fn write<K: Kind>(
     put: K::Put,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
+    let wait = Wait::of(&st, &q)?;
     let listen = path_listen(&addr);
     let mut put = put;
     drop_empty::<K>(&mut put);
@@ -389,7 +426,7 @@ async fn write<K: Kind>(
     let (listen, put) = K::split(o);
     let revision = K::update(st.store.as_ref(), &network, &listen, &put, expected)
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
-    wait_applied(&st, &q, &network, &listen, Some(revision)).await?;
+    wait.applied(&network, &listen, Some(revision)).await?;
     Ok(sync(Value::Null))
 }
 
@@ -497,11 +534,12 @@ pub async fn delete<K: Kind>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
+    let wait = Wait::of(&st, &q)?;
     ovn_context(&st, &network, K::WHAT)?;
     let listen = path_listen(&addr);
     K::delete(st.store.as_ref(), &network, &listen, if_match(&headers)?)
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
-    wait_applied(&st, &q, &network, &listen, None).await?;
+    wait.applied(&network, &listen, None).await?;
     Ok(sync(Value::Null))
 }
 

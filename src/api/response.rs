@@ -40,6 +40,20 @@ pub fn sync_etag(metadata: impl Serialize, revision: u64) -> Response {
     r
 }
 
+/// `s` as one URL path segment: every byte but RFC 3986's unreserved characters and
+/// `:` (IPv6 listen addresses stay readable, as LXD lists them) percent-encoded.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// 201 Created with `Location` and `metadata: {}` (as Incus answers a create).
 pub fn created(location: &str) -> Response {
     let mut r = sync_with(StatusCode::CREATED, json!({}));
@@ -137,5 +151,18 @@ impl IntoResponse for ApiError {
             "metadata": null,
         });
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn listed_urls_are_percent_encoded() {
+        assert_eq!(segment("ovn1"), "ovn1");
+        assert_eq!(segment("2001:db8::10"), "2001:db8::10");
+        assert_eq!(segment("..%2F..%2Fetc"), "..%252F..%252Fetc");
+        assert_eq!(segment("a\0b/c d"), "a%00b%2Fc%20d");
     }
 }

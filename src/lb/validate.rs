@@ -278,6 +278,14 @@ pub fn parse_ovn(n: &Network, networks: &[Network]) -> Result<OvnNetwork, Vec<Va
             e.add(format!("config.{k}"), format!("Invalid option \"{k}\""));
         }
     }
+    if let Some(p) = n.config.get("ovn.prefix") {
+        if let Err(why) = check_name(p, 64, ":") {
+            e.add(
+                "config.ovn.prefix",
+                format!("Invalid value for \"ovn.prefix\": it {why}"),
+            );
+        }
+    }
     for (k, what) in [
         ("network", "the uplink (a physical network)"),
         ("ovn.router", "the NB Logical_Router"),
@@ -319,17 +327,33 @@ pub fn parse_ovn(n: &Network, networks: &[Network]) -> Result<OvnNetwork, Vec<Va
     }
 }
 
+/// A name that is safe in a URL segment, in an NB row name and in a log line: LXD's
+/// network-name characters (those of an interface name: ASCII letters, digits, `-`, `_`,
+/// `.`, plus `extra`), starting with a letter or digit (so never `.`, `..` or an
+/// option-like `-x`), at most `max` bytes. No control, bidi or NUL characters, no `/`,
+/// no `%`.
+fn check_name(name: &str, max: usize, extra: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c) || extra.contains(c);
+    if name.is_empty() || name.len() > max {
+        return Err(format!("must be 1-{max} characters long"));
+    }
+    if let Some(c) = name.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "must consist of ASCII letters, digits and \"-_.{extra}\" only (found {:?})",
+            c
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("must start with a letter or a digit".into());
+    }
+    Ok(())
+}
+
 /// Check a network's generic fields.
 pub fn check_network_common(n: &Network) -> Vec<ValidationError> {
     let mut e = Errs::new(format!("network {}", n.name));
-    if n.name.is_empty()
-        || n.name.chars().any(|c| c.is_whitespace() || c == '/')
-        || n.name.len() > 64
-    {
-        e.add(
-            "name",
-            "Network name must be 1-64 characters without white space or \"/\"",
-        );
+    if let Err(why) = check_name(&n.name, 63, "") {
+        e.add("name", format!("Network name {why}"));
     }
     if !matches!(n.kind.as_str(), "physical" | "ovn") {
         e.add(

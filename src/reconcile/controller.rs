@@ -73,7 +73,14 @@ pub struct Status {
     networks: Arc<Mutex<HashMap<String, String>>>,
     /// Woken after each round that updated `keys`.
     changed: Arc<tokio::sync::Notify>,
+    /// Cancelled when the daemon shuts down: every waiter is answered at once.
+    closed: CancellationToken,
 }
+
+/// [`Status::wait_for`] gave up because the daemon is shutting down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server is shutting down")]
+pub struct Closed;
 
 impl Status {
     /// The status of one key.
@@ -85,29 +92,44 @@ impl Status {
 
     /// Wait until `done` holds for the key's status (`None`: unknown key), or `timeout`.
     /// Returns the last status seen, and whether `done` held.
+    ///
+    /// # Errors
+    /// [`Closed`] as soon as [`Status::close`] is called (the daemon is stopping).
     pub async fn wait_for(
         &self,
         network: &str,
         listen: &str,
         timeout: Duration,
         done: impl Fn(Option<&KeyStatus>) -> bool,
-    ) -> (Option<KeyStatus>, bool) {
+    ) -> Result<(Option<KeyStatus>, bool), Closed> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // Registered before looking, so an update in between is not missed.
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.closed.is_cancelled() {
+                return Err(Closed);
+            }
             let k = self.key(network, listen);
             if done(k.as_ref()) {
-                return (k, true);
+                return Ok((k, true));
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let k = self.key(network, listen);
-                let ok = done(k.as_ref());
-                return (k, ok);
+            tokio::select! {
+                _ = notified => {}
+                _ = self.closed.cancelled() => return Err(Closed),
+                _ = tokio::time::sleep_until(deadline) => {
+                    let k = self.key(network, listen);
+                    let ok = done(k.as_ref());
+                    return Ok((k, ok));
+                }
             }
         }
+    }
+
+    /// Answer every waiter of [`Status::wait_for`], now and later, with [`Closed`].
+    pub fn close(&self) {
+        self.closed.cancel();
     }
 
     /// (keys known, keys whose last attempt failed).
@@ -194,7 +216,9 @@ pub struct Controller {
     dirty: BTreeSet<Key>,
     /// Networks removed from the store whose rows must go.
     removed: BTreeSet<String>,
-    /// Per-key backoff: (retry at, current delay).
+    /// Per-key backoff: (retry at, current delay). Only for keys in `dirty`: an entry
+    /// goes with its key ([`Controller::work`] drops the others), so the loop never wakes
+    /// for a key that has nothing left to retry.
     backoff: HashMap<Key, (Instant, Duration)>,
     /// Our NB rows → their key and what we last wrote into them. NB events whose row
     /// still matches are the echo of our own commits and are ignored.
@@ -315,6 +339,7 @@ impl Controller {
                 }
                 _ = cancel.cancelled() => break,
             }
+            Metrics::inc(&self.metrics.wakeups);
             // Take whatever else arrived meanwhile in the same round.
             let c = store_feed.try_changed();
             if !c.is_empty() {
@@ -609,6 +634,10 @@ impl Controller {
             // (Unknown or unusable network: nothing is touched.)
             start = end;
         }
+        // A key that left `dirty` without being retried (its network went, or cannot be
+        // used) keeps no backoff: no state of a key outlives it.
+        let dirty = &self.dirty;
+        self.backoff.retain(|k, _| dirty.contains(k));
     }
 
     async fn apply_chunk(&mut self, net: &OvnNetwork, keys: &[Key]) {
@@ -616,7 +645,7 @@ impl Controller {
             self.ensure_rendered(net, k);
         }
         let planning = std::time::Instant::now();
-        let (keys, plan, seen) = {
+        let (keys, plan, seen, blocked) = {
             let rendered = &self.rendered;
             let owner = &self.opts.owner;
             self.session.cache().read(|v| {
@@ -636,6 +665,27 @@ impl Controller {
                     .filter(|(k, now)| rendered.get(*k).and_then(|r| r.seen) != Some(*now))
                     .map(|(k, now)| (k.clone(), now))
                     .unzip();
+                // Keys NB blocks (a foreign row with our UUID or VIP) fail on their own.
+                let rows_of = |k: &Key| rendered.get(k).map_or(&[][..], |r| r.rows.as_slice());
+                let foreign = if keys.iter().any(|k| !rows_of(k).is_empty()) {
+                    plan::foreign_vips(owner, net, v)
+                } else {
+                    Default::default()
+                };
+                let mut blocked = Vec::new();
+                let (keys, now): (Vec<Key>, Vec<Seen>) = keys
+                    .into_iter()
+                    .zip(now)
+                    .filter(
+                        |(k, _)| match plan::blocked(owner, rows_of(k), &foreign, v) {
+                            Some(why) => {
+                                blocked.push((k.clone(), why));
+                                false
+                            }
+                            None => true,
+                        },
+                    )
+                    .unzip();
                 let objects: Vec<(&str, &[DesiredRow])> = keys
                     .iter()
                     .map(|k| {
@@ -651,9 +701,12 @@ impl Controller {
                     Ok(p) if p.ops.is_empty() => now,
                     _ => Vec::new(),
                 };
-                (keys, plan, seen)
+                (keys, plan, seen, blocked)
             })
         };
+        for (k, why) in blocked {
+            self.fail(std::slice::from_ref(&k), &why);
+        }
         if keys.is_empty() {
             return;
         }
@@ -686,10 +739,9 @@ impl Controller {
                         .fetch_add(plan.ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     debug!(network = %net.name, keys = keys.len(), ops = plan.ops.len(), "applied")
                 }
-                Err(e)
-                    if e.is_conflict()
-                        || e.txn_error().is_some_and(|t| t.error == "duplicate uuid") =>
-                {
+                // ("duplicate uuid" is not one: a row we do not own holds our UUID, which
+                // `plan::blocked` reports; a race with it fails and backs off.)
+                Err(e) if e.is_conflict() => {
                     // NB moved under us: re-plan on the next round, from the fresh cache.
                     Metrics::inc(&self.metrics.conflicts);
                     debug!(network = %net.name, error = %e, "conflict: re-planning");

@@ -367,6 +367,70 @@ pub fn plan_objects(
     Ok(plan_rows(&net.name, &desired, &owned, view, router, switch))
 }
 
+/// The VIPs held by rows we do not own on the network's router or switch: what
+/// [`blocked`] checks a key's rows against. Built once per batch of keys.
+pub fn foreign_vips<'v>(owner: &str, net: &OvnNetwork, view: &'v CacheView) -> HashSet<&'v str> {
+    let mut vips = HashSet::default();
+    for (table, name) in [
+        (LogicalRouter::NAME, &net.router),
+        (LogicalSwitch::NAME, &net.switch),
+    ] {
+        for target in view.find_by(table, "name", name) {
+            let Some(set) = view
+                .get(table, &target.uuid)
+                .and_then(|t| t.get("load_balancer").as_set())
+            else {
+                continue;
+            };
+            for u in set.iter().filter_map(|a| a.as_uuid()) {
+                let Some(r) = view.get(LoadBalancer::NAME, &u) else {
+                    continue;
+                };
+                if r.get("external_ids").map_get(keys::OWNER) == Some(owner) {
+                    continue;
+                }
+                if let Some(m) = r.get("vips").as_map() {
+                    vips.extend(m.iter().filter_map(|(k, _)| k.as_str()));
+                }
+            }
+        }
+    }
+    vips
+}
+
+/// Why the rows of one key cannot be applied, if they cannot: a row we do not own
+/// already has the deterministic UUID of one of them (our owner tag was removed from
+/// it), or a row we do not own on the network's router or switch already holds one of
+/// their VIPs (`foreign`: [`foreign_vips`]). Neither is retried in a loop: the
+/// operator has to act, and the message says how.
+pub fn blocked(
+    owner: &str,
+    rows: &[DesiredRow],
+    foreign: &HashSet<&str>,
+    view: &CacheView,
+) -> Option<String> {
+    for want in rows {
+        if let Some(r) = view.get(LoadBalancer::NAME, &want.uuid) {
+            if r.get("external_ids").map_get(keys::OWNER) != Some(owner) {
+                return Some(format!(
+                    "NB Load_Balancer {} ({}) has the UUID of this object's row but not the owner tag {}={owner}: restore the tag (ovn-nbctl set Load_Balancer {} external_ids:{}={owner}) or delete the row",
+                    r.get_str("name").unwrap_or(""),
+                    want.uuid,
+                    keys::OWNER,
+                    want.uuid,
+                    keys::OWNER,
+                ));
+            }
+        }
+        if let Some(vip) = want.vips.keys().find(|v| foreign.contains(v.as_str())) {
+            return Some(format!(
+                "VIP {vip} is already held by a Load_Balancer row ovnlb does not own on this network's router or switch: remove that row or choose another listen address"
+            ));
+        }
+    }
+    None
+}
+
 /// Rows of ours whose network is not among `known`: what `--prune` deletes.
 pub fn plan_prune(owner: &str, known: &HashSet<&str>, view: &CacheView) -> Vec<Op> {
     view.rows(LoadBalancer::NAME)
