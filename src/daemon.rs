@@ -199,11 +199,11 @@ pub async fn run(
         opts.resync_every = std::time::Duration::from_secs(s.max(1));
     }
     let controller = Controller::new(session.clone(), store.clone(), opts);
-    let state_status = controller.status();
+    let status = controller.status();
     let state = AppState {
         store,
         session: Some(session.clone()),
-        status: Some(controller.status()),
+        status: Some(status.clone()),
         limits: Limits::default(),
         owner,
         metrics: Some(controller.metrics()),
@@ -245,7 +245,6 @@ pub async fn run(
         let _ = r.send(socket.clone());
     }
     info!(socket = %socket.display(), dir = %dir.display(), "ovnlbd running");
-    let status = state_status.clone();
     let closing = cancel.clone();
     tracker.spawn(async move {
         // Shutdown answers every `?wait` at once (503), so no request holds it up.

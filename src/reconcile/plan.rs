@@ -376,10 +376,7 @@ pub fn foreign_vips<'v>(owner: &str, net: &OvnNetwork, view: &'v CacheView) -> H
         (LogicalSwitch::NAME, &net.switch),
     ] {
         for target in view.find_by(table, "name", name) {
-            let Some(set) = view
-                .get(table, &target.uuid)
-                .and_then(|t| t.get("load_balancer").as_set())
-            else {
+            let Some(set) = target.get("load_balancer").as_set() else {
                 continue;
             };
             for u in set.iter().filter_map(|a| a.as_uuid()) {
