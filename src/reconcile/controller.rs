@@ -869,36 +869,33 @@ impl Controller {
                 })
                 .collect()
         });
-        if ops.is_empty() {
-            return;
-        }
-        let plan = plan::Plan {
-            network: network.to_owned(),
-            router: None,
-            switch: None,
-            ops,
-        };
-        match self
-            .session
-            .transact(&transaction(&plan, self.session.schema()))
-            .await
-        {
-            Ok(_) => {
-                info!(
-                    network,
-                    rows = plan.ops.len(),
-                    "network removed: its rows deleted"
-                );
-                self.applied.retain(|_, (k, _)| k.0 != network);
-                self.key_rows.retain(|k, _| k.0 != network);
-                lock(&self.status.keys).retain(|k, _| k.0 != network);
-                self.status.changed.notify_waiters();
-            }
-            Err(e) => {
+        if !ops.is_empty() {
+            let plan = plan::Plan {
+                network: network.to_owned(),
+                router: None,
+                switch: None,
+                ops,
+            };
+            if let Err(e) = self
+                .session
+                .transact(&transaction(&plan, self.session.schema()))
+                .await
+            {
                 warn!(network, error = %e, "removing a network's rows failed; will retry");
                 self.removed.insert(network.to_owned());
+                return;
             }
+            info!(
+                network,
+                rows = plan.ops.len(),
+                "network removed: its rows deleted"
+            );
         }
+        // No state of the network's keys outlives it, whether or not they ever had rows.
+        self.applied.retain(|_, (k, _)| k.0 != network);
+        self.key_rows.retain(|k, _| k.0 != network);
+        lock(&self.status.keys).retain(|k, _| k.0 != network);
+        self.status.changed.notify_waiters();
     }
 }
 

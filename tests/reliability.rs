@@ -1,0 +1,455 @@
+//! What a hostile user and a failing machine did to ovnlbd (`reliability-findings.md`,
+//! B1-B8 and its weaknesses), one test per behaviour, against real NB + northd.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hyper::Method;
+use ovnlb::cli::{Client, ClientError};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn req(
+    c: &Client,
+    m: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, (u16, String)> {
+    c.request(m, path, body.as_ref(), None)
+        .await
+        .map(|r| r.metadata)
+        .map_err(|e| match e {
+            ClientError::Api { status, message } => (status, message),
+            e => panic!("{e}"),
+        })
+}
+
+fn lb_body(listen: &str, backend: &str) -> Value {
+    json!({"listen_address": listen,
+           "backends": [{"name": "b1", "target_address": backend, "target_port": "8080"}],
+           "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["b1"]}]})
+}
+
+async fn networks(c: &Client) {
+    let up = json!({"name": "uplink", "type": "physical",
+                    "config": {"ipv4.routes": "192.0.2.0/24", "ipv6.routes": "2001:db8::/64"}});
+    req(c, Method::POST, "/1.0/networks", Some(up))
+        .await
+        .unwrap();
+    let ovn1 = json!({"name": "ovn1", "type": "ovn",
+                      "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
+                                 "ovn.switch": "lxd-net1-ls-int"}});
+    req(c, Method::POST, "/1.0/networks", Some(ovn1))
+        .await
+        .unwrap();
+}
+
+/// One raw HTTP/1.1 exchange on the unix socket (`Connection: close`): the whole reply.
+async fn raw(socket: &Path, request: &str) -> String {
+    let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .expect("no reply within 30 s")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A counter or gauge of `/1.0/metrics`.
+async fn metric(socket: &Path, name: &str) -> f64 {
+    let text = raw(
+        socket,
+        "GET /1.0/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+fn row_named(ovn: &Ovn, name: &str) -> Option<(uuid::Uuid, ovnlb::ovsdb::Row)> {
+    ovn.nb
+        .dump(&["Load_Balancer"])
+        .remove("Load_Balancer")
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(_, r)| r["name"].as_str() == Some(name))
+}
+
+const LBS: &str = "/1.0/networks/ovn1/load-balancers";
+
+/// B7: `?wait=` is checked before anything is written: a bad value changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_wait_writes_nothing() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    networks(&c).await;
+
+    for w in ["abc", "-1", "NaN", "3601"] {
+        let e = req(
+            &c,
+            Method::POST,
+            &format!("{LBS}?wait={w}"),
+            Some(lb_body("192.0.2.41", "10.0.0.11")),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.0, 400, "{w}: {e:?}");
+        assert!(e.1.contains("Invalid wait"), "{e:?}");
+    }
+    let e = req(&c, Method::GET, &format!("{LBS}/192.0.2.41"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, 404, "a create with a bad wait was stored");
+
+    req(
+        &c,
+        Method::POST,
+        LBS,
+        Some(lb_body("192.0.2.41", "10.0.0.11")),
+    )
+    .await
+    .unwrap();
+    let mut changed = lb_body("192.0.2.41", "10.0.0.11");
+    changed["description"] = json!("changed");
+    for m in [Method::PUT, Method::PATCH] {
+        let e = req(
+            &c,
+            m.clone(),
+            &format!("{LBS}/192.0.2.41?wait=-1"),
+            Some(changed.clone()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.0, 400, "{m}");
+    }
+    let e = req(&c, Method::DELETE, &format!("{LBS}/192.0.2.41?wait=x"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, 400);
+    let got = req(&c, Method::GET, &format!("{LBS}/192.0.2.41"), None)
+        .await
+        .unwrap();
+    assert_eq!(got["description"], "", "a write with a bad wait was stored");
+}
+
+/// B1: the controller keeps nothing of a deleted network's failing keys, and goes idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_network_with_failing_keys_leaves_the_controller_idle() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    networks(&c).await;
+    ovn.nb.nbctl(&["lr-add", "probe-lr"]);
+    let tmp = json!({"name": "tmpnet", "type": "ovn",
+                     "config": {"network": "uplink", "ovn.router": "probe-lr",
+                                "ovn.switch": "lxd-net1-ls-int", "ipv4.address": "10.1.0.1/24"}});
+    req(&c, Method::POST, "/1.0/networks", Some(tmp))
+        .await
+        .unwrap();
+    ovn.nb.nbctl(&["lr-del", "probe-lr"]);
+    req(
+        &c,
+        Method::POST,
+        "/1.0/networks/tmpnet/load-balancers",
+        Some(lb_body("192.0.2.30", "10.1.0.11")),
+    )
+    .await
+    .unwrap();
+    eventually_async(20, "the key fails", || async {
+        req(
+            &c,
+            Method::GET,
+            "/1.0/networks/tmpnet/load-balancers/192.0.2.30/state",
+            None,
+        )
+        .await
+        .ok()
+        .filter(|s| s["error"].as_str().is_some_and(|e| !e.is_empty()))
+    })
+    .await;
+    req(&c, Method::DELETE, "/1.0/networks/tmpnet", None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = metric(&d.socket, "ovnlb_controller_wakeups_total").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = metric(&d.socket, "ovnlb_controller_wakeups_total").await;
+    assert!(
+        after - before < 10.0,
+        "the controller woke {} times in 3 s with nothing to do",
+        after - before
+    );
+    assert_eq!(metric(&d.socket, "ovnlb_keys_failing").await, 0.0);
+}
+
+/// B8: one of our rows stripped of its owner tag blocks its object visibly (WARN, the
+/// remedy in `/state`), with backoff rather than a loop; restoring the tag unblocks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_stripped_of_its_owner_tag_is_reported_not_retried() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    networks(&c).await;
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(lb_body("192.0.2.10", "10.0.0.11")),
+    )
+    .await
+    .unwrap();
+    let (uuid, _) = row_named(&ovn, "ovnlb-ovn1-lb-192.0.2.10-tcp").expect("our row");
+    let uuid = uuid.to_string();
+    ovn.nb.nbctl(&[
+        "remove",
+        "Load_Balancer",
+        &uuid,
+        "external_ids",
+        "\"ovnlb:owner\"",
+    ]);
+    let e = req(
+        &c,
+        Method::PATCH,
+        &format!("{LBS}/192.0.2.10?wait=3"),
+        Some(json!({"description": "v2"})),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, 504, "{e:?}");
+    let state = req(&c, Method::GET, &format!("{LBS}/192.0.2.10/state"), None)
+        .await
+        .unwrap();
+    let error = state["error"].as_str().unwrap();
+    assert!(
+        error.contains("owner tag") && error.contains(&uuid),
+        "/state names the row and the remedy: {state}"
+    );
+    let before = metric(&d.socket, "ovnlb_transactions_total").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = metric(&d.socket, "ovnlb_transactions_total").await;
+    assert!(
+        after - before < 10.0,
+        "{} NB transactions in 3 s for one blocked key",
+        after - before
+    );
+    // The documented remedy.
+    ovn.nb.nbctl(&[
+        "set",
+        "Load_Balancer",
+        &uuid,
+        "external_ids:\"ovnlb:owner\"=ovnlb",
+    ]);
+    eventually_async(60, "applied once the tag is back", || async {
+        req(&c, Method::GET, &format!("{LBS}/192.0.2.10/state"), None)
+            .await
+            .ok()
+            .filter(|s| s["applied_revision"] == s["revision"] && s["error"] == "")
+    })
+    .await;
+}
+
+/// A VIP already held by a row ovnlb does not own, on the network's router, is refused
+/// for that object (reported in `/state`) and the foreign row is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vip_held_by_a_foreign_row_is_refused() {
+    init_tracing();
+    let ovn = Ovn::start();
+    ovn.nb.nbctl(&[
+        "lb-add",
+        "lxd-net1-lb-192.0.2.60-tcp",
+        "192.0.2.60:80",
+        "10.0.0.99:80",
+        "tcp",
+    ]);
+    ovn.nb
+        .nbctl(&["lr-lb-add", "lxd-net1-lr", "lxd-net1-lb-192.0.2.60-tcp"]);
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    networks(&c).await;
+    let e = req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=3"),
+        Some(lb_body("192.0.2.60", "10.0.0.11")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, 504, "{e:?}");
+    let state = req(&c, Method::GET, &format!("{LBS}/192.0.2.60/state"), None)
+        .await
+        .unwrap();
+    assert!(
+        state["error"]
+            .as_str()
+            .unwrap()
+            .contains("already held by a Load_Balancer row ovnlb does not own"),
+        "{state}"
+    );
+    assert!(row_named(&ovn, "ovnlb-ovn1-lb-192.0.2.60-tcp").is_none());
+    let (_, foreign) = row_named(&ovn, "lxd-net1-lb-192.0.2.60-tcp").unwrap();
+    assert_eq!(
+        foreign["vips"].as_map().unwrap().len(),
+        1,
+        "foreign row untouched"
+    );
+}
+
+/// B6: network names follow LXD's rules, `ovn.prefix` holds only what an NB name may;
+/// nothing is created by a refused request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_outside_the_rules_are_refused() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    networks(&c).await;
+    let long = "a".repeat(64);
+    for name in [
+        "a\u{0}b", "..", ".", "\u{202e}x", "-rf", "a/b", "$(id)", "a%2Fb", &long,
+    ] {
+        let body = json!({"name": name, "type": "ovn",
+                          "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
+                                     "ovn.switch": "lxd-net1-ls-int"}});
+        let e = req(&c, Method::POST, "/1.0/networks", Some(body))
+            .await
+            .unwrap_err();
+        assert_eq!(e.0, 400, "{name:?}: {e:?}");
+    }
+    let big = "p".repeat(100_000);
+    // (An empty value unsets the key, as in LXD: the default prefix.)
+    for prefix in ["a\u{0}b", "a b", "x\u{202e}", &big] {
+        let body = json!({"name": "ovn2", "type": "ovn",
+                          "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
+                                     "ovn.switch": "lxd-net1-ls-int", "ovn.prefix": prefix}});
+        let e = req(&c, Method::POST, "/1.0/networks", Some(body))
+            .await
+            .expect_err(&format!("ovn.prefix {:?} accepted", &prefix[..prefix.len().min(9)]));
+        assert_eq!(e.0, 400, "{prefix:?}: {e:?}");
+        assert!(e.1.contains("ovn.prefix"), "names the field: {e:?}");
+    }
+    let list = req(&c, Method::GET, "/1.0/networks", None).await.unwrap();
+    assert_eq!(
+        list,
+        json!(["/1.0/networks/ovn1", "/1.0/networks/uplink"]),
+        "nothing created"
+    );
+}
+
+/// B3: a second ovnlbd on a state dir in use exits non-zero naming the holder, even with
+/// its own socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_one_state_dir_is_refused() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let other = d.dir.path().join("other.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
+        .arg("--nb")
+        .arg(format!("unix:{}", ovn.nb.sock.display()))
+        .arg("--dir")
+        .arg(d.dir.path())
+        .arg("--socket")
+        .arg(&other)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "is in use by another ovnlbd (pid {})",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(!other.exists(), "the second daemon never listened");
+    // The first is still served.
+    req(&d.client(), Method::GET, "/1.0", None).await.unwrap();
+}
+
+/// B5: SIGTERM with `?wait` requests and a partial request pending: every waiter gets a
+/// 503 envelope and the process exits within its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_every_waiter_and_exits() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let tmp = tempfile::tempdir_in(tmp_base()).unwrap();
+    let sock = tmp.path().join("unix.socket");
+    // (setpriv execs ovnlbd in its place: the pid is ovnlbd's, killed if we die.)
+    let mut child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_ovnlbd")])
+        .arg("--nb")
+        .arg(format!("unix:{}", ovn.nb.sock.display()))
+        .arg("--dir")
+        .arg(tmp.path())
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(20, "socket", || sock.exists().then_some(())).await;
+    let c = Client::unix(&sock);
+    networks(&c).await;
+    // A network whose router then goes: its writes are stored but never applied.
+    ovn.nb.nbctl(&["lr-add", "gone-lr"]);
+    let net = json!({"name": "nowhere", "type": "ovn",
+                     "config": {"network": "uplink", "ovn.router": "gone-lr",
+                                "ovn.switch": "lxd-net1-ls-int", "ipv4.address": "10.9.0.1/24"}});
+    req(&c, Method::POST, "/1.0/networks", Some(net))
+        .await
+        .unwrap();
+    ovn.nb.nbctl(&["lr-del", "gone-lr"]);
+    let mut waiters = Vec::new();
+    for i in 0..50 {
+        let c = c.clone();
+        waiters.push(tokio::spawn(async move {
+            req(
+                &c,
+                Method::POST,
+                "/1.0/networks/nowhere/load-balancers?wait=3600",
+                Some(lb_body(&format!("192.0.2.{}", 100 + i), "10.9.0.11")),
+            )
+            .await
+        }));
+    }
+    let mut partial = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    partial
+        .write_all(b"GET /1.0 HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    eventually_async(20, "the waiters are pending", || async {
+        req(&c, Method::GET, "/1.0/networks/nowhere/load-balancers", None)
+            .await
+            .ok()
+            .filter(|l| l.as_array().is_some_and(|a| a.len() == 50))
+    })
+    .await;
+    let sent = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    for w in waiters {
+        let e = tokio::time::timeout(Duration::from_secs(20), w)
+            .await
+            .expect("a waiter was not answered")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.0, 503, "{e:?}");
+    }
+    let status = eventually(20, "ovnlbd exits", || child.try_wait().unwrap()).await;
+    assert!(status.success(), "exit {status:?}");
+    // (The grace period is 5 s; the deadline above only bounds the test.)
+    tracing::info!(took = ?sent.elapsed(), "exited after SIGTERM");
+    drop(partial);
+}
