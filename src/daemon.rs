@@ -50,6 +50,11 @@ pub struct Settings {
     pub https_listen: Option<std::net::SocketAddr>,
     /// Plain `/metrics` on this TCP address (off by default; `/1.0/metrics` is on the API).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Most connections per listener (default: an even share of `RLIMIT_NOFILE` between
+    /// the listeners, less a reserve; beyond it the oldest idle connection is closed).
+    pub max_connections: Option<usize>,
+    /// Seconds to receive a request head, and to keep an idle connection (default 10).
+    pub header_timeout_seconds: Option<u64>,
 }
 
 impl Settings {
@@ -76,12 +81,26 @@ impl Settings {
             resync_seconds: over.resync_seconds.or(self.resync_seconds),
             metrics_listen: over.metrics_listen.or(self.metrics_listen),
             https_listen: over.https_listen.or(self.https_listen),
+            max_connections: over.max_connections.or(self.max_connections),
+            header_timeout_seconds: over.header_timeout_seconds.or(self.header_timeout_seconds),
         }
     }
 
     /// The state directory.
     pub fn dir(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| DEFAULT_DIR.into())
+    }
+
+    /// The limits of each of `listeners` listeners.
+    pub fn serve_options(&self, listeners: usize) -> api::serve::ServeOptions {
+        let mut o = api::serve::ServeOptions::for_share(listeners);
+        if let Some(n) = self.max_connections {
+            o.max_connections = n.max(1);
+        }
+        if let Some(t) = self.header_timeout_seconds {
+            o.header_timeout = std::time::Duration::from_secs(t.max(1));
+        }
+        o
     }
 
     /// The API socket.
@@ -212,17 +231,24 @@ pub async fn run(
     let ctl_cancel = CancellationToken::new();
     tracker.spawn(controller.run(ctl_cancel.clone()));
     let socket = settings.socket();
-    let api_cancel = cancel.clone();
+    let listeners = 1
+        + usize::from(settings.metrics_listen.is_some())
+        + usize::from(settings.https_listen.is_some());
+    let serve_opts = settings.serve_options(listeners);
+    info!(
+        max_connections = serve_opts.max_connections,
+        header_timeout = ?serve_opts.header_timeout,
+        "limits of each listener"
+    );
     if let Some(addr) = settings.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr).await?;
         info!(%addr, "metrics listening");
-        let r = api::metrics_router(state.clone());
-        let c = cancel.clone();
-        tracker.spawn(async move {
-            let _ = axum::serve(l, r)
-                .with_graceful_shutdown(async move { c.cancelled().await })
-                .await;
-        });
+        tracker.spawn(api::serve::serve(
+            api::serve::Listener::Tcp(l),
+            api::metrics_router(state.clone()),
+            serve_opts,
+            cancel.clone(),
+        ));
     }
     let router = api::router(state);
     if let Some(addr) = settings.https_listen {
@@ -232,11 +258,10 @@ pub async fn run(
         let tls = api::tls::server_config(&crt, &key)?;
         let l = tokio::net::TcpListener::bind(addr).await?;
         info!(addr = %l.local_addr()?, trust = %trust.display(), "HTTPS API listening");
-        tracker.spawn(api::tls::serve(
-            l,
+        tracker.spawn(api::serve::serve(
+            api::serve::Listener::Tls(l, tokio_rustls::TlsAcceptor::from(tls), Arc::new(trust)),
             router.clone(),
-            tls,
-            trust,
+            serve_opts,
             cancel.clone(),
         ));
     }
@@ -251,8 +276,14 @@ pub async fn run(
         closing.cancelled().await;
         status.close();
     });
-    let served = tokio::select! {
-        r = api::serve(listener, router, api_cancel) => r,
+    let unix = api::serve::serve(
+        api::serve::Listener::Unix(listener, socket.clone()),
+        router,
+        serve_opts,
+        cancel.clone(),
+    );
+    let served: std::io::Result<()> = tokio::select! {
+        () = unix => Ok(()),
         // Requests still open after the grace period (a partial request, a slow client)
         // are dropped: SIGTERM always ends the process.
         _ = async {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,9 +130,14 @@ async fn an_invalid_wait_writes_nothing() {
         .unwrap_err();
         assert_eq!(e.0, 400, "{m}");
     }
-    let e = req(&c, Method::DELETE, &format!("{LBS}/192.0.2.41?wait=x"), None)
-        .await
-        .unwrap_err();
+    let e = req(
+        &c,
+        Method::DELETE,
+        &format!("{LBS}/192.0.2.41?wait=x"),
+        None,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.0, 400);
     let got = req(&c, Method::GET, &format!("{LBS}/192.0.2.41"), None)
         .await
@@ -315,7 +320,15 @@ async fn names_outside_the_rules_are_refused() {
     networks(&c).await;
     let long = "a".repeat(64);
     for name in [
-        "a\u{0}b", "..", ".", "\u{202e}x", "-rf", "a/b", "$(id)", "a%2Fb", &long,
+        "a\u{0}b",
+        "..",
+        ".",
+        "\u{202e}x",
+        "-rf",
+        "a/b",
+        "$(id)",
+        "a%2Fb",
+        &long,
     ] {
         let body = json!({"name": name, "type": "ovn",
                           "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
@@ -333,7 +346,10 @@ async fn names_outside_the_rules_are_refused() {
                                      "ovn.switch": "lxd-net1-ls-int", "ovn.prefix": prefix}});
         let e = req(&c, Method::POST, "/1.0/networks", Some(body))
             .await
-            .expect_err(&format!("ovn.prefix {:?} accepted", &prefix[..prefix.len().min(9)]));
+            .expect_err(&format!(
+                "ovn.prefix {:?} accepted",
+                &prefix[..prefix.len().min(9)]
+            ));
         assert_eq!(e.0, 400, "{prefix:?}: {e:?}");
         assert!(e.1.contains("ovn.prefix"), "names the field: {e:?}");
     }
@@ -353,7 +369,8 @@ async fn a_second_daemon_on_one_state_dir_is_refused() {
     let ovn = Ovn::start();
     let d = Daemon::start(&ovn.nb).await;
     let other = d.dir.path().join("other.sock");
-    let out = Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
+    let mut second = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_ovnlbd")])
         .arg("--nb")
         .arg(format!("unix:{}", ovn.nb.sock.display()))
         .arg("--dir")
@@ -361,8 +378,18 @@ async fn a_second_daemon_on_one_state_dir_is_refused() {
         .arg("--socket")
         .arg(&other)
         .stdin(Stdio::null())
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while second.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second ovnlbd on the same state dir kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = second.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -427,10 +454,15 @@ async fn sigterm_answers_every_waiter_and_exits() {
         .await
         .unwrap();
     eventually_async(20, "the waiters are pending", || async {
-        req(&c, Method::GET, "/1.0/networks/nowhere/load-balancers", None)
-            .await
-            .ok()
-            .filter(|l| l.as_array().is_some_and(|a| a.len() == 50))
+        req(
+            &c,
+            Method::GET,
+            "/1.0/networks/nowhere/load-balancers",
+            None,
+        )
+        .await
+        .ok()
+        .filter(|l| l.as_array().is_some_and(|a| a.len() == 50))
     })
     .await;
     let sent = Instant::now();
@@ -452,4 +484,231 @@ async fn sigterm_answers_every_waiter_and_exits() {
     // (The grace period is 5 s; the deadline above only bounds the test.)
     tracing::info!(took = ?sent.elapsed(), "exited after SIGTERM");
     drop(partial);
+}
+
+/// A self-signed client certificate valid from `from` to `until` (years), in `dir`.
+fn dated_cert(dir: &Path, name: &str, from: i32, until: i32) -> (PathBuf, PathBuf) {
+    let mut p = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    p.not_before = rcgen::date_time_ymd(from, 1, 1);
+    p.not_after = rcgen::date_time_ymd(until, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    let (crt, k) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (crt, k)
+}
+
+/// ovnlbd in-process with HTTPS on a free port; (daemon, url, server certificate).
+async fn https_daemon(
+    nb: &OvsdbServer,
+    state: tempfile::TempDir,
+    extra: ovnlb::daemon::Settings,
+) -> (Daemon, String, PathBuf) {
+    let port = free_port();
+    let d = Daemon::start_with(
+        nb,
+        state,
+        ovnlb::daemon::Settings {
+            https_listen: Some(([127, 0, 0, 1], port).into()),
+            ..extra
+        },
+    )
+    .await;
+    let crt = d.dir.path().join("server.crt");
+    (d, format!("https://127.0.0.1:{port}"), crt)
+}
+
+fn files(ca: &Path, crt: &Path, key: &Path) -> ovnlb::ovsdb::TlsFiles {
+    ovnlb::ovsdb::TlsFiles {
+        ca: ca.to_owned(),
+        cert: Some(crt.to_owned()),
+        key: Some(key.to_owned()),
+    }
+}
+
+/// Certificates in `trust/` that are expired or not yet valid are refused, as LXD does;
+/// one in date is trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_future_certificate_in_trust_is_refused() {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let state = tempfile::tempdir_in(tmp_base()).unwrap();
+    let certs = tempfile::tempdir_in(tmp_base()).unwrap();
+    let trust = state.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let expired = dated_cert(certs.path(), "expired", 2000, 2001);
+    let future = dated_cert(certs.path(), "future", 2999, 3000);
+    let good = dated_cert(certs.path(), "good", 2000, 2999);
+    for (crt, _) in [&expired, &future, &good] {
+        std::fs::copy(crt, trust.join(crt.file_name().unwrap())).unwrap();
+    }
+    let (_d, url, ca) = https_daemon(&nb, state, Default::default()).await;
+    for (crt, key) in [&expired, &future] {
+        let c = Client::https(&url, &files(&ca, crt, key)).unwrap();
+        let e = req(&c, Method::GET, "/1.0/networks", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.0, 403, "{}", crt.display());
+        let info = req(&c, Method::GET, "/1.0", None).await.unwrap();
+        assert_eq!(info["auth"], "untrusted");
+    }
+    let c = Client::https(&url, &files(&ca, &good.0, &good.1)).unwrap();
+    req(&c, Method::GET, "/1.0/networks", None).await.unwrap();
+}
+
+/// A certificate removed from `trust/` stops working on a connection already open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_removed_from_trust_stops_working_on_an_open_connection() {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let state = tempfile::tempdir_in(tmp_base()).unwrap();
+    let certs = tempfile::tempdir_in(tmp_base()).unwrap();
+    let trust = state.path().join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let (crt, key) = dated_cert(certs.path(), "admin", 2000, 2999);
+    std::fs::copy(&crt, trust.join("admin.crt")).unwrap();
+    let (_d, url, ca) = https_daemon(&nb, state, Default::default()).await;
+    let addr = url.strip_prefix("https://").unwrap().to_owned();
+    let tls = ovnlb::ovsdb::tls_client_config(&files(&ca, &crt, &key)).unwrap();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let s = tokio_rustls::TlsConnector::from(tls)
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<hyper::body::Bytes>,
+    >(hyper_util::rt::TokioIo::new(s))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let get = || {
+        hyper::Request::get("/1.0/networks")
+            .header("host", "x")
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
+    assert_eq!(send.send_request(get()).await.unwrap().status(), 200);
+    std::fs::remove_file(trust.join("admin.crt")).unwrap();
+    assert_eq!(
+        send.send_request(get()).await.unwrap().status(),
+        403,
+        "the same connection after the certificate left trust/"
+    );
+}
+
+/// B4: 2,000 idle unix connections and 1,100 idle TCP connections to HTTPS (no
+/// certificate, no handshake) at a descriptor limit of 1024 never stop a real request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_never_stop_a_request() {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let tmp = tempfile::tempdir_in(tmp_base()).unwrap();
+    let sock = tmp.path().join("unix.socket");
+    let port = free_port();
+    let mut child = Command::new("prlimit")
+        .args([
+            "--nofile=1024:1024",
+            "--",
+            "setpriv",
+            "--pdeathsig",
+            "KILL",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_ovnlbd"))
+        .arg("--nb")
+        .arg(format!("unix:{}", nb.sock.display()))
+        .arg("--dir")
+        .arg(tmp.path())
+        .arg("--https-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(20, "socket", || sock.exists().then_some(())).await;
+    let mut idle_tcp = Vec::new();
+    for _ in 0..1100 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            idle_tcp.push(s);
+        }
+    }
+    let mut idle_unix = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(s) = tokio::net::UnixStream::connect(&sock).await {
+            idle_unix.push(s);
+        }
+    }
+    let c = Client::unix(&sock);
+    for _ in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(10), req(&c, Method::GET, "/1.0", None))
+            .await
+            .expect("a request was not answered while idle connections were held");
+        assert_eq!(r.unwrap()["api_version"], "1.0");
+    }
+    let https = Client::https(
+        &format!("https://127.0.0.1:{port}"),
+        &ovnlb::ovsdb::TlsFiles {
+            ca: tmp.path().join("server.crt"),
+            cert: None,
+            key: None,
+        },
+    )
+    .unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        req(&https, Method::GET, "/1.0", None),
+    )
+    .await
+    .expect("HTTPS was not answered while idle connections were held");
+    assert_eq!(r.unwrap()["auth"], "untrusted");
+    drop((idle_tcp, idle_unix));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// B4: a request head sent a byte at a time, and an idle keep-alive connection, are
+/// closed after the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_heads_and_idle_connections_are_closed() {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let dir = tempfile::tempdir_in(tmp_base()).unwrap();
+    let d = Daemon::start_with(
+        &nb,
+        dir,
+        ovnlb::daemon::Settings {
+            header_timeout_seconds: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut slow = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let idle = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let closed = async {
+        let mut buf = [0u8; 512];
+        for b in b"GET /1.0 HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+            if slow.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            // A read that ends (EOF or error) means the server closed it.
+            match tokio::time::timeout(Duration::from_millis(300), slow.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), closed)
+        .await
+        .expect("a slow request head was still open after 20 s");
+    let mut idle = idle;
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(20), idle.read(&mut buf))
+        .await
+        .expect("an idle connection was still open after 20 s");
+    assert!(matches!(n, Ok(0) | Err(_)));
 }

@@ -4,13 +4,14 @@
 //! `/state` with the revision applied in NB, and `?wait=<seconds>` on writes to return
 //! once NB holds them.
 //!
-//! [`router`] builds the whole API over an [`AppState`]; [`bind_unix`] and [`serve`]
-//! serve it on a unix socket until cancelled. Writes are acknowledged once stored; the controller
+//! [`router`] builds the whole API over an [`AppState`]; [`bind_unix`] and
+//! [`serve::serve`] serve it on a unix socket (and HTTPS) until cancelled. Writes are acknowledged once stored; the controller
 //! brings NB along (an NB outage is no reason to refuse a write).
 
 pub mod networks;
 pub mod objects;
 pub mod response;
+pub mod serve;
 pub mod tls;
 
 use std::path::Path;
@@ -24,8 +25,6 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use tracing::info;
 
 use crate::lb::validate::Limits;
 use crate::nb::Table;
@@ -318,21 +317,6 @@ pub async fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener>
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(listener)
-}
-
-/// Serve `router` on `listener` until `cancel`; requests in flight are finished first.
-///
-/// # Errors
-/// When accepting fails for good.
-pub async fn serve(
-    listener: tokio::net::UnixListener,
-    router: Router,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    info!("API listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
 }
 
 /// Read the body of a write as JSON, with LXD-style errors.

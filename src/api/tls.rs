@@ -6,32 +6,38 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use serde_json::json;
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_rustls::rustls::{self, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{info, warn};
 
 use super::{response, ApiError, API_EXTENSIONS};
 
-/// Who is on the other end of an HTTPS connection.
-#[derive(Debug, Clone, Copy)]
+/// Who is on the other end of an HTTPS connection: its certificate, checked against the
+/// trust list on every request (so a certificate removed from `trust/` stops working on
+/// connections already open).
+#[derive(Debug, Clone)]
 pub struct Peer {
-    /// The client presented a certificate of the trust list.
-    pub trusted: bool,
+    /// The client's certificate, if it presented one.
+    pub cert: Option<Arc<CertificateDer<'static>>>,
+    /// The trust list's directory.
+    pub trust_dir: Arc<PathBuf>,
+}
+
+impl Peer {
+    /// Whether the certificate is in the trust list and in date, now.
+    pub fn trusted(&self) -> bool {
+        self.cert
+            .as_ref()
+            .is_some_and(|c| trusted(&self.trust_dir, c))
+    }
 }
 
 /// The server certificate and key in `dir` (`server.crt`, `server.key`), generated
@@ -147,25 +153,38 @@ pub fn server_config(crt: &Path, key: &Path) -> std::io::Result<Arc<rustls::Serv
     Ok(Arc::new(cfg))
 }
 
-/// Whether `cert` is one of the certificates (PEM) in `trust_dir`. Read on each
-/// connection, so adding or removing a file takes effect without a restart.
+/// Whether `cert` is one of the certificates (PEM) in `trust_dir` and is in date (as
+/// LXD's `certificateInDate`: an expired or not yet valid certificate is refused even when
+/// listed). Read on each request, so adding or removing a file takes effect at once.
 pub fn trusted(trust_dir: &Path, cert: &CertificateDer<'_>) -> bool {
     use rustls_pki_types::pem::PemObject;
     let Ok(entries) = std::fs::read_dir(trust_dir) else {
         return false;
     };
-    entries.flatten().any(|e| {
+    let listed = entries.flatten().find(|e| {
         CertificateDer::pem_file_iter(e.path())
-            .map(|it| it.flatten().any(|c| c.as_ref() == cert.as_ref()))
+            .map(|mut it| it.any(|c| c.is_ok_and(|c| c.as_ref() == cert.as_ref())))
             .unwrap_or(false)
-    })
+    });
+    let Some(file) = listed else {
+        return false;
+    };
+    let in_date = x509_parser::parse_x509_certificate(cert.as_ref())
+        .is_ok_and(|(_, c)| c.validity().is_valid());
+    if !in_date {
+        warn!(
+            file = %file.path().display(),
+            "a client presented a trusted certificate that is expired or not yet valid: refused"
+        );
+    }
+    in_date
 }
 
 /// Middleware: requests over HTTPS from untrusted clients get 403, except `GET /1.0`,
 /// which answers the untrusted view. Requests without a [`Peer`] (the unix socket) pass.
 pub async fn guard(req: Request, next: Next) -> Response {
     match req.extensions().get::<Peer>() {
-        Some(Peer { trusted: false }) => {
+        Some(p) if !p.trusted() => {
             let p = req.uri().path();
             if req.method() == axum::http::Method::GET && (p == "/1.0" || p == "/1.0/") {
                 response::sync(json!({
@@ -182,64 +201,4 @@ pub async fn guard(req: Request, next: Next) -> Response {
         }
         _ => next.run(req).await,
     }
-}
-
-/// Serve `router` over HTTPS on `listener` until `cancel`, each request tagged with its
-/// [`Peer`]. Connections in flight are closed gracefully.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    tls: Arc<rustls::ServerConfig>,
-    trust_dir: PathBuf,
-    cancel: CancellationToken,
-) {
-    let acceptor = TlsAcceptor::from(tls);
-    let conns = TaskTracker::new();
-    loop {
-        let (tcp, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    debug!(error = %e, "accept");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = cancel.cancelled() => break,
-        };
-        let (acceptor, router, trust_dir, cancel) = (
-            acceptor.clone(),
-            router.clone(),
-            trust_dir.clone(),
-            cancel.clone(),
-        );
-        conns.spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return debug!(%addr, error = %e, "TLS handshake failed"),
-                    Err(_) => return debug!(%addr, "TLS handshake timed out"),
-                };
-            let trusted = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .is_some_and(|c| trusted(&trust_dir, c));
-            debug!(%addr, trusted, "HTTPS connection");
-            let svc = TowerToHyperService::new(router.layer(axum::Extension(Peer { trusted })));
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
-    conns.close();
-    conns.wait().await;
 }

@@ -58,6 +58,7 @@ fn settings(f: Flags) -> Result<Settings, String> {
         resync_seconds: f.resync_seconds,
         metrics_listen: f.metrics_listen,
         https_listen: f.https_listen,
+        ..Settings::default()
     };
     let file = match f.config {
         Some(p) => Settings::from_file(&p)?,
@@ -107,6 +108,20 @@ async fn shutdown_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
+/// Raise the soft descriptor limit to the hard one (systemd's default soft limit is
+/// 1024): each listener's connection cap is a share of it.
+fn raise_nofile() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    let want = l.maximum.unwrap_or(1 << 20);
+    if l.current.is_some_and(|c| c < want) {
+        l.current = Some(want);
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::warn!(error = %e, "raising RLIMIT_NOFILE failed");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let s = match settings(Flags::parse()) {
         Ok(s) => s,
@@ -116,6 +131,7 @@ fn main() -> ExitCode {
         }
     };
     init_logs(s.log_format.as_deref());
+    raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
