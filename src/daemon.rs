@@ -55,6 +55,16 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     /// Seconds to receive a request head, and to keep an idle connection (default 10).
     pub header_timeout_seconds: Option<u64>,
+    /// Most VIPs one load balancer or forward may expand to (default 4096).
+    pub max_vips: Option<usize>,
+    /// Most VIP × backend pairs one load balancer may expand to (default 65,536).
+    pub max_endpoints: Option<usize>,
+    /// Most bytes of VIPs in one NB row (default 4 MiB; at most a quarter of
+    /// `nb_max_message_bytes`).
+    pub max_row_bytes: Option<usize>,
+    /// Largest OVSDB message taken from NB (default 64 MiB): the initial snapshot of the
+    /// monitored tables must fit in it.
+    pub nb_max_message_bytes: Option<usize>,
 }
 
 impl Settings {
@@ -83,12 +93,48 @@ impl Settings {
             https_listen: over.https_listen.or(self.https_listen),
             max_connections: over.max_connections.or(self.max_connections),
             header_timeout_seconds: over.header_timeout_seconds.or(self.header_timeout_seconds),
+            max_vips: over.max_vips.or(self.max_vips),
+            max_endpoints: over.max_endpoints.or(self.max_endpoints),
+            max_row_bytes: over.max_row_bytes.or(self.max_row_bytes),
+            nb_max_message_bytes: over.nb_max_message_bytes.or(self.nb_max_message_bytes),
         }
     }
 
     /// The state directory.
     pub fn dir(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| DEFAULT_DIR.into())
+    }
+
+    /// The largest NB message taken.
+    pub fn nb_max_message(&self) -> usize {
+        self.nb_max_message_bytes
+            .unwrap_or(ovsdb::DEFAULT_MAX_MESSAGE)
+    }
+
+    /// What one request may render.
+    ///
+    /// # Errors
+    /// A zero limit, or rows allowed to come near the NB message limit.
+    pub fn limits(&self) -> Result<Limits, DaemonError> {
+        let d = Limits::default();
+        let l = Limits {
+            max_vips: self.max_vips.unwrap_or(d.max_vips),
+            max_endpoints: self.max_endpoints.unwrap_or(d.max_endpoints),
+            max_row_bytes: self.max_row_bytes.unwrap_or(d.max_row_bytes),
+        };
+        if l.max_vips == 0 || l.max_endpoints == 0 || l.max_row_bytes == 0 {
+            return Err(DaemonError::Settings(
+                "max_vips, max_endpoints and max_row_bytes must be at least 1".into(),
+            ));
+        }
+        let msg = self.nb_max_message();
+        if l.max_row_bytes > msg / 4 {
+            return Err(DaemonError::Settings(format!(
+                "max_row_bytes ({}) must be at most a quarter of nb_max_message_bytes ({msg}): a row near the message limit cuts every NB client off",
+                l.max_row_bytes
+            )));
+        }
+        Ok(l)
     }
 
     /// The limits of each of `listeners` listeners.
@@ -179,6 +225,7 @@ pub fn nb_session(settings: &Settings) -> Result<Session, DaemonError> {
     })?;
     let remotes = ovsdb::parse_remotes(nb)?;
     let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
+    cfg.connect.max_message = settings.nb_max_message();
     cfg.monitor = crate::nb::monitor_requests();
     cfg.indexes = vec![listen_index()];
     if let Some(ca) = &settings.nb_ca {
@@ -202,6 +249,7 @@ pub async fn run(
     cancel: CancellationToken,
     ready: Option<tokio::sync::oneshot::Sender<PathBuf>>,
 ) -> Result<(), DaemonError> {
+    let limits = settings.limits()?;
     let dir = settings.dir();
     std::fs::create_dir_all(&dir)?;
     // One daemon per state dir, for the life of the process: two controllers on one
@@ -212,6 +260,7 @@ pub async fn run(
     let owner = settings.owner.clone().unwrap_or_else(|| "ovnlb".into());
     let mut opts = ControllerOptions {
         owner: owner.clone(),
+        limits,
         ..Default::default()
     };
     if let Some(s) = settings.resync_seconds {
@@ -223,7 +272,7 @@ pub async fn run(
         store,
         session: Some(session.clone()),
         status: Some(status.clone()),
-        limits: Limits::default(),
+        limits,
         owner,
         metrics: Some(controller.metrics()),
     };

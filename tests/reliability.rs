@@ -712,3 +712,217 @@ async fn slow_request_heads_and_idle_connections_are_closed() {
         .expect("an idle connection was still open after 20 s");
     assert!(matches!(n, Ok(0) | Err(_)));
 }
+
+fn backends_body(listen: &str, n: usize, listen_port: &str) -> Value {
+    let backends: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("b{i}"), "target_address": format!("10.0.{}.{}", i / 250, 1 + i % 250)}))
+        .collect();
+    let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+    json!({"listen_address": listen, "backends": backends,
+           "ports": [{"protocol": "tcp", "listen_port": listen_port, "target_backend": names}]})
+}
+
+/// ovn1 with a /16 subnet (room for 4096 backends).
+async fn wide_networks(c: &Client) {
+    let up = json!({"name": "uplink", "type": "physical",
+                    "config": {"ipv4.routes": "192.0.2.0/24"}});
+    req(c, Method::POST, "/1.0/networks", Some(up))
+        .await
+        .unwrap();
+    let ovn1 = json!({"name": "ovn1", "type": "ovn",
+                      "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
+                                 "ovn.switch": "lxd-net1-ls-int", "ipv4.address": "10.0.0.1/16"}});
+    req(c, Method::POST, "/1.0/networks", Some(ovn1))
+        .await
+        .unwrap();
+}
+
+/// B2: a load balancer whose VIP × backend pairs, or whose NB row, would pass the caps
+/// is refused with a 400 naming the rule, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_that_renders_too_much_is_refused() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let dir = tempfile::tempdir_in(tmp_base()).unwrap();
+    let d = Daemon::start_with(
+        &ovn.nb,
+        dir,
+        ovnlb::daemon::Settings {
+            max_row_bytes: Some(32 << 10),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = d.client();
+    wide_networks(&c).await;
+    // bomb.sh: 4096 backends x 4096 listen ports, 240 KB of request.
+    let e = req(
+        &c,
+        Method::POST,
+        LBS,
+        Some(backends_body("192.0.2.10", 4096, "1-4096")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, 400);
+    assert!(
+        e.1.contains("ports: Too many endpoints") && e.1.contains("16777216"),
+        "{e:?}"
+    );
+    // 4096 endpoints, inside the endpoint cap, but ~60 KB of VIPs in one row.
+    let e = req(
+        &c,
+        Method::POST,
+        LBS,
+        Some(backends_body("192.0.2.10", 4096, "80")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, 400);
+    assert!(
+        e.1.contains("Too large for OVN") && e.1.contains("32768 bytes per row"),
+        "{e:?}"
+    );
+    let e = req(&c, Method::GET, &format!("{LBS}/192.0.2.10"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.0, 404, "nothing stored");
+    // Inside both: accepted and applied.
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(backends_body("192.0.2.10", 1000, "80")),
+    )
+    .await
+    .unwrap();
+}
+
+/// B2: an object stored under a larger limit, too big for the limit it now runs with,
+/// fails alone (reported in `/state`, never committed); other objects are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_too_big_for_nb_fails_alone() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    wide_networks(&c).await;
+    let dir = d.stop().await;
+    // Stored under the default limits (as by an older ovnlbd), not yet applied.
+    {
+        use ovnlb::store::Store;
+        let store = ovnlb::store::SqliteStore::open(dir.path().join("ovnlb.db")).unwrap();
+        let lb: ovnlb::lb::model::LoadBalancersPost =
+            serde_json::from_value(backends_body("192.0.2.10", 4096, "80")).unwrap();
+        store.create_load_balancer("ovn1", &lb).unwrap();
+        let d = Daemon::start_with(
+            &ovn.nb,
+            dir,
+            ovnlb::daemon::Settings {
+                max_row_bytes: Some(32 << 10),
+                ..Default::default()
+            },
+        )
+        .await;
+        let c = d.client();
+        req(
+            &c,
+            Method::POST,
+            &format!("{LBS}?wait=20"),
+            Some(lb_body("192.0.2.11", "10.0.0.11")),
+        )
+        .await
+        .unwrap();
+        let state = eventually_async(20, "the big one fails", || async {
+            req(&c, Method::GET, &format!("{LBS}/192.0.2.10/state"), None)
+                .await
+                .ok()
+                .filter(|s| s["error"] != "")
+        })
+        .await;
+        assert!(
+            state["error"]
+                .as_str()
+                .unwrap()
+                .contains("Too large for OVN"),
+            "{state}"
+        );
+        assert!(row_named(&ovn, "ovnlb-ovn1-lb-192.0.2.10-tcp").is_none());
+        assert!(row_named(&ovn, "ovnlb-ovn1-lb-192.0.2.11-tcp").is_some());
+    }
+}
+
+/// B2: an NB message over ovnlbd's limit drops the session with the limit in the WARN
+/// log (not "connection closed"); `nb_max_message_bytes` sets the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nb_message_over_the_limit_is_logged_with_the_limit() {
+    init_tracing();
+    let ovn = Ovn::start();
+    // ~1.2 MB of foreign rows: one monitor snapshot over a 1 MiB limit.
+    for i in 0..12 {
+        let backends: Vec<String> = (0..8000)
+            .map(|j| format!("10.{}.{}.{}:80", i, j / 250, 1 + j % 250))
+            .collect();
+        ovn.nb.nbctl(&[
+            "lb-add",
+            &format!("big{i}"),
+            &format!("198.51.100.{}:80", i + 1),
+            &backends.join(","),
+        ]);
+    }
+    let tmp = tempfile::tempdir_in(tmp_base()).unwrap();
+    let conf = tmp.path().join("ovnlbd.toml");
+    std::fs::write(
+        &conf,
+        "nb_max_message_bytes = 1048576\nmax_row_bytes = 262144\n",
+    )
+    .unwrap();
+    let mut child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_ovnlbd")])
+        .arg("--config")
+        .arg(&conf)
+        .arg("--nb")
+        .arg(format!("unix:{}", ovn.nb.sock.display()))
+        .arg("--dir")
+        .arg(tmp.path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = tmp.path().join("unix.socket");
+    eventually(20, "socket", || sock.exists().then_some(())).await;
+    eventually_async(20, "a failed connection", || async {
+        (metric(&sock, "ovnlb_nb_connections").await == 0.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = tokio::task::spawn_blocking(move || {
+        let _ = child.wait();
+        let mut s = String::new();
+        use std::io::Read;
+        child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+        s
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.lines().any(|l| l.contains("WARN")
+            && l.contains("message larger than the 1048576-byte limit")),
+        "{out}"
+    );
+}
+
+/// B3: a deleted API socket file is noticed and bound again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_socket_is_bound_again() {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let d = Daemon::start(&nb).await;
+    std::fs::remove_file(&d.socket).unwrap();
+    eventually(20, "the socket is back", || d.socket.exists().then_some(())).await;
+    req(&d.client(), Method::GET, "/1.0", None).await.unwrap();
+}

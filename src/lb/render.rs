@@ -46,6 +46,12 @@ pub struct DesiredRow {
     pub external_ids: BTreeMap<String, String>,
 }
 
+/// Bytes the `vips` column of `row` takes on the OVSDB wire (`["vip","backends"],` per
+/// entry): what [`super::validate::Limits::max_row_bytes`] bounds.
+pub fn vips_bytes(row: &DesiredRow) -> usize {
+    row.vips.iter().map(|(k, v)| k.len() + v.len() + 8).sum()
+}
+
 impl From<&DesiredRow> for crate::nb::LoadBalancer {
     fn from(r: &DesiredRow) -> Self {
         crate::nb::LoadBalancer {

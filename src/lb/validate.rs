@@ -47,17 +47,30 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-/// Limits of ours.
-#[derive(Debug, Clone, Copy)]
+/// Limits of ours: they bound what one request renders into NB (and so what northd, SB
+/// and every monitor of NB must hold). Settings `max_vips`, `max_endpoints` and
+/// `max_row_bytes` of ovnlbd.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// Most VIPs (listen ports, summed over protocols) one load balancer or forward may
-    /// expand to.
+    /// expand to. Default 4096.
     pub max_vips: usize,
+    /// Most endpoints (VIP × backend pairs) one load balancer may expand to. Default
+    /// 65,536 (4096 ports × 16 backends, or 16 ports × 4096 backends).
+    pub max_endpoints: usize,
+    /// Most bytes of one rendered `Load_Balancer` row's `vips`. Default 4 MiB, well inside
+    /// the 64 MiB of an OVSDB message (ovsdb-server's and ours): a row past the message
+    /// limit would cut every client of NB off on its next snapshot.
+    pub max_row_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_vips: 4096 }
+        Limits {
+            max_vips: 4096,
+            max_endpoints: 65_536,
+            max_row_bytes: 4 << 20,
+        }
     }
 }
 
@@ -577,6 +590,7 @@ pub fn validate_load_balancer(
 
     let mut seen = HashSet::default();
     let mut vips = 0;
+    let mut endpoints = 0usize;
     for (i, p) in lb.put.ports.iter().enumerate() {
         check_protocol(&mut e, i, &p.protocol);
         let Some(list) = check_listen_ports(
@@ -610,6 +624,31 @@ pub fn validate_load_balancer(
                 e.add(
                     format!("ports[{i}].target_backend"),
                     format!("Duplicate target backend \"{name}\" in port specification {i}"),
+                );
+            }
+        }
+        endpoints = endpoints.saturating_add(list.len().saturating_mul(used.len()));
+    }
+    if endpoints > limits.max_endpoints {
+        e.add(
+            "ports",
+            format!(
+                "Too many endpoints: the ports expand to {endpoints} pairs of listen port and backend, more than the limit of {} per load balancer",
+                limits.max_endpoints
+            ),
+        );
+    }
+    // What NB would hold, once the rest is valid (and so bounded by the caps above).
+    if e.list.is_empty() {
+        for row in super::render::render_load_balancer("", net, lb, 0) {
+            let bytes = super::render::vips_bytes(&row);
+            if bytes > limits.max_row_bytes {
+                e.add(
+                    "ports",
+                    format!(
+                        "Too large for OVN: the {} Load_Balancer row would hold {bytes} bytes of VIPs, more than the limit of {} bytes per row",
+                        row.protocol, limits.max_row_bytes
+                    ),
                 );
             }
         }

@@ -409,11 +409,21 @@ fn check_server(
 async fn serve(shared: &Arc<Shared>, remote: &Remote) -> Result<()> {
     let cfg = &shared.cfg;
     let (client, conn) = connect(remote, &cfg.connect).await?;
-    let conn_task = tokio::spawn(
+    let mut conn_task = tokio::spawn(
         conn.run()
             .instrument(tracing::debug_span!("ovsdb.conn", remote = %remote)),
     );
-    let result = serve_connected(shared, remote, &client, conn_task).await;
+    let mut result = serve_connected(shared, remote, &client, &mut conn_task).await;
+    // A request that failed because the connection ended ("connection closed") hides why
+    // it ended (a message over the size limit, a protocol error): report that instead.
+    // (`Connection::run` itself never ends with these two, so the task is not yet awaited.)
+    if matches!(result, Err(Error::Closed | Error::Indeterminate(_))) {
+        if let Ok(Ok(Err(cause))) =
+            tokio::time::timeout(Duration::from_secs(1), &mut conn_task).await
+        {
+            result = Err(cause);
+        }
+    }
     // Dropping our handle is not enough (users may hold clones): close explicitly.
     client.close();
     result
@@ -423,7 +433,7 @@ async fn serve_connected(
     shared: &Arc<Shared>,
     remote: &Remote,
     client: &Client,
-    mut conn_task: tokio::task::JoinHandle<Result<()>>,
+    conn_task: &mut tokio::task::JoinHandle<Result<()>>,
 ) -> Result<()> {
     let cfg = &shared.cfg;
     // _Server.Database: the cluster role of this server.
@@ -480,7 +490,7 @@ async fn serve_connected(
     let mut server_changes = server_cache.as_ref().map(|c| c.subscribe());
     loop {
         tokio::select! {
-            r = &mut conn_task => {
+            r = &mut *conn_task => {
                 return match r {
                     Ok(r) => r,
                     Err(e) => Err(Error::Protocol(format!("connection task failed: {e}"))),

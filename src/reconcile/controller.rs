@@ -239,6 +239,9 @@ pub struct Controller {
 #[derive(Debug)]
 struct Rendered {
     rows: Vec<DesiredRow>,
+    /// Why the rows must not reach NB (one is over `max_row_bytes`: an object stored
+    /// under a larger limit, or before there was one).
+    too_big: Option<String>,
     /// Set when a plan over the live cache found nothing to do for the key; dropped
     /// with the rows (their object or network changed) and on failure.
     seen: Option<Seen>,
@@ -590,8 +593,24 @@ impl Controller {
             Some(Object::Fwd(f, rev)) => render::render_forward(&self.opts.owner, net, f, *rev),
             None => Vec::new(),
         };
-        self.rendered
-            .insert(key.clone(), Rendered { rows, seen: None });
+        let max = self.opts.limits.max_row_bytes;
+        let too_big = rows.iter().find_map(|r| {
+            let bytes = render::vips_bytes(r);
+            (bytes > max).then(|| {
+                format!(
+                    "Too large for OVN: the {} Load_Balancer row would hold {bytes} bytes of VIPs, more than the limit of {max} bytes per row (max_row_bytes); it is left out of NB until the object is shrunk",
+                    r.protocol
+                )
+            })
+        });
+        self.rendered.insert(
+            key.clone(),
+            Rendered {
+                rows,
+                too_big,
+                seen: None,
+            },
+        );
     }
 
     /// The periodic resync: every key checked against the live cache. The store is not
@@ -644,6 +663,16 @@ impl Controller {
         for k in keys {
             self.ensure_rendered(net, k);
         }
+        // A key too big for NB fails on its own; the others go on.
+        let (keys, big): (Vec<Key>, Vec<Key>) = keys
+            .iter()
+            .cloned()
+            .partition(|k| self.rendered.get(k).is_none_or(|r| r.too_big.is_none()));
+        for k in big {
+            let why = self.rendered.get(&k).and_then(|r| r.too_big.clone());
+            self.fail(std::slice::from_ref(&k), why.as_deref().unwrap_or_default());
+        }
+        let keys = keys.as_slice();
         let planning = std::time::Instant::now();
         let (keys, plan, seen, blocked) = {
             let rendered = &self.rendered;
