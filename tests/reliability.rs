@@ -926,3 +926,65 @@ async fn a_deleted_socket_is_bound_again() {
     eventually(20, "the socket is back", || d.socket.exists().then_some(())).await;
     req(&d.client(), Method::GET, "/1.0", None).await.unwrap();
 }
+
+/// An object created and deleted while NB is frozen is never written to NB when it
+/// returns (the store's changes are taken before a round works from them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_deleted_while_nb_was_away_is_never_written() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    networks(&c).await;
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(lb_body("192.0.2.70", "10.0.0.11")),
+    )
+    .await
+    .unwrap();
+    let pid = ovn.nb.pid().to_string();
+    let signal = |s: &str| {
+        assert!(Command::new("kill")
+            .args([s, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    req(
+        &c,
+        Method::POST,
+        LBS,
+        Some(lb_body("192.0.2.77", "10.0.0.11")),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    req(&c, Method::DELETE, &format!("{LBS}/192.0.2.77"), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal("-CONT");
+    // A later write is applied: everything before it has been through the controller.
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=30"),
+        Some(lb_body("192.0.2.78", "10.0.0.11")),
+    )
+    .await
+    .unwrap();
+    let log = Command::new("ovsdb-tool")
+        .args(["-m", "show-log"])
+        .arg(ovn.nb.dir.path().join("nb.db"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains("ovnlb-ovn1-lb-192.0.2.78-tcp"), "{log}");
+    assert!(
+        !log.contains("ovnlb-ovn1-lb-192.0.2.77-tcp"),
+        "NB was written the deleted object"
+    );
+}

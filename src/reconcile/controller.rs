@@ -230,6 +230,9 @@ pub struct Controller {
     rendered: HashMap<Key, Rendered>,
     /// Counters and latencies, for `/metrics`.
     metrics: Arc<Metrics>,
+    /// The store's changes (taken in `run`; also drained after waiting for NB, so a
+    /// round never works from objects the store no longer holds).
+    store_feed: Option<crate::feed::FeedReceiver<Change>>,
     /// Routers and switches as last seen: a change is checked against the previous
     /// `load_balancer` set, so only the rows that joined or left it are looked at.
     targets: HashMap<Uuid, Arc<CacheRow>>,
@@ -296,7 +299,20 @@ impl Controller {
             key_rows: HashMap::default(),
             rendered: HashMap::default(),
             metrics: Arc::new(Metrics::default()),
+            store_feed: None,
             targets: HashMap::default(),
+        }
+    }
+
+    /// Apply the store's changes that have arrived, if any.
+    fn take_store_changes(&mut self) {
+        let c = self
+            .store_feed
+            .as_mut()
+            .map(|f| f.try_changed())
+            .unwrap_or_default();
+        if !c.is_empty() {
+            self.on_store(c);
         }
     }
 
@@ -312,7 +328,7 @@ impl Controller {
 
     /// Run until `cancel`; a transaction in flight is finished first.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let mut store_feed = self.store.subscribe();
+        self.store_feed = Some(self.store.subscribe());
         let mut nb_feed = self.session.cache().subscribe();
         tokio::select! {
             _ = self.session.cache().wait_ready() => {}
@@ -331,7 +347,12 @@ impl Controller {
                 .unwrap_or(next_resync)
                 .min(next_resync);
             tokio::select! {
-                c = store_feed.changed() => self.on_store(c),
+                c = async {
+                    match self.store_feed.as_mut() {
+                        Some(f) => f.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.on_store(c),
                 c = nb_feed.changed() => self.on_nb(c),
                 _ = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= next_resync {
@@ -344,10 +365,7 @@ impl Controller {
             }
             Metrics::inc(&self.metrics.wakeups);
             // Take whatever else arrived meanwhile in the same round.
-            let c = store_feed.try_changed();
-            if !c.is_empty() {
-                self.on_store(c);
-            }
+            self.take_store_changes();
             let c = nb_feed.try_changed();
             if !c.is_empty() {
                 self.on_nb(c);
@@ -631,6 +649,9 @@ impl Controller {
             warn!(error = %e, "NB not reachable; will retry");
             return;
         }
+        // The wait for NB may have been long (an outage): what the store changed meanwhile
+        // comes first, so an object deleted while NB was away is never written.
+        self.take_store_changes();
         for network in std::mem::take(&mut self.removed) {
             self.remove_network(&network).await;
         }
