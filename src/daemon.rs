@@ -196,6 +196,15 @@ pub fn lock_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     Ok(f)
 }
 
+/// Create `dir` (and its parents) as 0750 where missing, whatever the umask.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+}
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -251,11 +260,23 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let limits = settings.limits()?;
     let dir = settings.dir();
-    std::fs::create_dir_all(&dir)?;
+    private_dir(&dir)?;
     // One daemon per state dir, for the life of the process: two controllers on one
     // store revert each other's acknowledged writes in NB.
     let _lock = lock_dir(&dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("ovnlb.db"))?);
+    // Created 0600 before SQLite opens it (its -wal and -shm take the same mode): no
+    // window where the desired state is world-readable.
+    let db = dir.join("ovnlb.db");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&db)?;
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db)?);
     let session = nb_session(&settings)?;
     let owner = settings.owner.clone().unwrap_or_else(|| "ovnlb".into());
     let mut opts = ControllerOptions {
@@ -302,7 +323,7 @@ pub async fn run(
     let router = api::router(state);
     if let Some(addr) = settings.https_listen {
         let trust = dir.join("trust");
-        std::fs::create_dir_all(&trust)?;
+        private_dir(&trust)?;
         let (crt, key) = api::tls::server_cert(&dir)?;
         let tls = api::tls::server_config(&crt, &key)?;
         let l = tokio::net::TcpListener::bind(addr).await?;

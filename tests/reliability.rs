@@ -997,3 +997,78 @@ async fn an_object_deleted_while_nb_was_away_is_never_written() {
         "NB was written the deleted object"
     );
 }
+
+/// Send `request` and read until the reply holds an LXD envelope's last field, or EOF.
+async fn raw_reply(socket: &Path, request: &[u8]) -> String {
+    let s = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    // (The server may answer and close before the whole request is written.)
+    let request = request.to_vec();
+    tokio::spawn(async move { wr.write_all(&request).await });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&out).contains("\"type\"") && out.ends_with(b"}") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("no reply within 20 s");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A body over the limit (413) and a bad chunk (400) are answered with LXD envelopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_errors_are_envelopes() {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let d = Daemon::start(&nb).await;
+    let mut request =
+        b"POST /1.0/networks HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n".to_vec();
+    request.resize(request.len() + 2_200_000, b' ');
+    let big = raw_reply(&d.socket, &request).await;
+    assert!(big.starts_with("HTTP/1.1 413"), "{big}");
+    assert!(big.contains("application/json"), "{big}");
+    assert!(
+        big.contains("\"error_code\":413") && big.contains("Request body too large"),
+        "{big}"
+    );
+    let chunk = raw_reply(
+        &d.socket,
+        b"POST /1.0/networks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(chunk.starts_with("HTTP/1.1 400"), "{chunk}");
+    assert!(
+        chunk.contains("\"error_code\":400") && chunk.contains("Invalid request body"),
+        "{chunk}"
+    );
+}
+
+/// The state files are created private whatever the umask: the database and the server
+/// key 0600 from the start, `trust/` 0750.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_files_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let state = tempfile::tempdir_in(tmp_base()).unwrap();
+    let (d, _, _) = https_daemon(&nb, state, Default::default()).await;
+    let mode = |p: &str| {
+        std::fs::metadata(d.dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("ovnlb.db"), 0o600);
+    assert_eq!(mode("server.key"), 0o600);
+    assert_eq!(mode("trust"), 0o750);
+}

@@ -214,3 +214,41 @@ fn acknowledged_writes_survive_kill_9() {
     let n = s.load_balancers("ovn1").unwrap().len();
     assert!(n > acked, "{n} stored, {} acknowledged", acked + 1);
 }
+
+/// A database opened while its file cannot be written (immutable) refuses writes, and
+/// takes them again once the file is writable, without a restart.
+#[test]
+fn a_database_opened_read_only_recovers() {
+    let dir = tempfile::tempdir_in(common::tmp_base()).unwrap();
+    let path = dir.path().join("ovnlb.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        // (chattr needs root and a file system with attributes: ext4, xfs, btrfs.)
+        eprintln!("skipped: chattr +i is not possible here");
+        return;
+    }
+    let s = SqliteStore::open(&path);
+    let write = |s: &SqliteStore| {
+        s.create_network(&net(
+            "uplink",
+            "physical",
+            &[("ipv4.routes", "192.0.2.0/24")],
+        ))
+    };
+    let refused = s.as_ref().map(write).map_err(ToString::to_string);
+    assert!(chattr("-i"));
+    match refused {
+        Ok(Err(StoreError::Db(e))) => assert!(e.to_string().contains("readonly"), "{e}"),
+        other => panic!("a write to an immutable database: {other:?}"),
+    }
+    let s = s.expect("an immutable database opens read-only");
+    write(&s).expect("written once the file is writable again");
+    assert_eq!(s.networks().unwrap().len(), 1);
+}

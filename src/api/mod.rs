@@ -328,5 +328,33 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
         .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
 }
 
+/// The body of a write, with its errors as LXD envelopes: 413 past the body limit
+/// (2 MiB), 400 for a body that cannot be read (a bad chunk size, a connection cut).
+pub struct Body(pub axum::body::Bytes);
+
+/// The body limit (axum's default).
+pub const BODY_LIMIT: usize = 2 << 20;
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|r| {
+                let status = r.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        status,
+                        format!("Request body too large: at most {BODY_LIMIT} bytes"),
+                    )
+                } else {
+                    ApiError::new(status, format!("Invalid request body: {}", r.body_text()))
+                }
+            })
+    }
+}
+
 /// Handlers' shared state extractor.
 pub type AppStateExt = State<AppState>;

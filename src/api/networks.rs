@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -195,7 +194,7 @@ pub async fn list(
 pub async fn create(
     State(st): State<AppState>,
     Query(q): Query<Common>,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let mut n: Network = json_body(&body)?;
@@ -281,7 +280,7 @@ pub async fn put(
     Path(name): Path<String>,
     Query(q): Query<Common>,
     headers: HeaderMap,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let p: NetworkPut = json_body(&body)?;
@@ -298,7 +297,7 @@ pub async fn patch(
     Path(name): Path<String>,
     Query(q): Query<Common>,
     headers: HeaderMap,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let stored = st

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -370,7 +369,7 @@ pub async fn create<K: Kind>(
     State(st): State<AppState>,
     Path(network): Path<String>,
     Query(q): Query<Common>,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let wait = Wait::of(&st, &q)?;
@@ -439,7 +438,7 @@ pub async fn put<K: Kind>(
     Path((network, addr)): Path<(String, String)>,
     Query(q): Query<Common>,
     headers: HeaderMap,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let put: K::Put = json_body(&body)?;
@@ -506,7 +505,7 @@ pub async fn patch<K: Kind>(
     Path((network, addr)): Path<(String, String)>,
     Query(q): Query<Common>,
     headers: HeaderMap,
-    body: Bytes,
+    super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let ctx = ovn_context(&st, &network, K::WHAT)?;

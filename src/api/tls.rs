@@ -61,8 +61,19 @@ pub fn server_cert(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     let cert = rcgen::generate_simple_self_signed(names)
         .map_err(|e| std::io::Error::other(format!("generating the server certificate: {e}")))?;
     std::fs::write(&crt, cert.cert.pem())?;
-    std::fs::write(&key, cert.signing_key.serialize_pem())?;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    // Created 0600: the key is never readable by others, not even for a moment.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(cert.signing_key.serialize_pem().as_bytes())?;
+    }
     info!(cert = %crt.display(), "generated the server certificate");
     Ok((crt, key))
 }

@@ -143,6 +143,9 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Subscribers to committed changes.
     feed: Feed<Change>,
+    /// The database file (`None` in memory): reopened when SQLite finds it read-only, so
+    /// a database opened while unwritable recovers once it is writable again.
+    path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -223,6 +226,11 @@ fn network_ids(tx: &Connection, name: &str) -> Result<(i64, String)> {
     row.ok_or_else(|| StoreError::NotFound(format!("Network \"{name}\"")))
 }
 
+/// Whether SQLite refused a write because the database is read-only.
+fn read_only(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ReadOnly)
+}
+
 /// The tables of one object kind.
 struct Kind {
     table: &'static str,
@@ -261,7 +269,17 @@ impl SqliteStore {
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
-        Self::init(Connection::open(path)?)
+        let mut s = Self::init(Connection::open(path.as_ref())?)?;
+        s.path = Some(path.as_ref().to_owned());
+        Ok(s)
+    }
+
+    fn configure(conn: &Connection) -> Result<()> {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(())
     }
 
     /// An in-memory store (tests, dry runs).
@@ -273,10 +291,7 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> Result<SqliteStore> {
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Self::configure(&conn)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         for (i, m) in schema::MIGRATIONS
             .iter()
@@ -291,17 +306,52 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             feed: Feed::default(),
+            path: None,
         })
     }
 
-    fn write<T>(&self, change: Change, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+    fn attempt<T>(conn: &mut Connection, f: &impl Fn(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let tx = conn.transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
-        drop(conn);
-        self.feed.publish([change]);
         Ok(out)
+    }
+
+    fn write<T>(&self, change: Change, f: impl Fn(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = Self::attempt(&mut conn, &f);
+        // Opened (or fallen back to) read-only: the file may be writable again now.
+        if let (Err(e), Some(path)) = (&r, &self.path) {
+            if read_only(e) {
+                match Connection::open(path)
+                    .map_err(StoreError::from)
+                    .and_then(|c| {
+                        Self::configure(&c)?;
+                        Ok(c)
+                    }) {
+                    Ok(c) => {
+                        *conn = c;
+                        r = Self::attempt(&mut conn, &f);
+                        if r.is_ok() {
+                            tracing::info!(db = %path.display(), "the database is writable again");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(db = %path.display(), error = %e, "reopening the database failed")
+                    }
+                }
+            }
+        }
+        drop(conn);
+        match &r {
+            Ok(_) => self.feed.publish([change]),
+            // Disk full, read-only, I/O: the operator must hear of it (the client gets a 500).
+            Err(e @ (StoreError::Db(_) | StoreError::Corrupt(_))) => {
+                tracing::warn!(error = %e, "a write to the store failed")
+            }
+            Err(_) => {}
+        }
+        r
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
