@@ -164,12 +164,20 @@ kind!(Fwd, ForwardPut, ForwardsPost, "forwards", "Network forward not found", "f
 
 /// The object as `GET` returns it: the stored fields plus `location` (always empty:
 /// OVN load balancers are not member-specific).
-fn served<K: Kind>(o: &K::Post) -> Value {
-    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("location".into(), Value::String(String::new()));
+/// Serialized straight from the stored object (no intermediate `Value`: a
+/// `recursion=1` list holds the objects and the reply's bytes, nothing more).
+#[derive(serde::Serialize)]
+struct Served<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    object: &'a T,
+    location: &'static str,
+}
+
+fn served<K: Kind>(o: &K::Post) -> Served<'_, K::Post> {
+    Served {
+        object: o,
+        location: "",
     }
-    v
 }
 
 fn url<K: Kind>(net: &str, listen: &str) -> String {
@@ -350,7 +358,7 @@ pub async fn list<K: Kind>(
     let objs = K::list(st.store.as_ref(), &network)
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     if q.recursive() {
-        let v: Vec<Value> = objs.iter().map(|s| served::<K>(&s.value)).collect();
+        let v: Vec<Served<'_, K::Post>> = objs.iter().map(|s| served::<K>(&s.value)).collect();
         Ok(sync(v))
     } else {
         let v: Vec<String> = objs

@@ -18,16 +18,28 @@ pub fn sync(metadata: impl Serialize) -> Response {
     sync_with(StatusCode::OK, metadata)
 }
 
+/// LXD's sync envelope, serialized in one pass from its metadata.
+#[derive(Serialize)]
+struct SyncEnvelope<T: Serialize> {
+    r#type: &'static str,
+    status: &'static str,
+    status_code: u16,
+    operation: &'static str,
+    error_code: u16,
+    error: &'static str,
+    metadata: T,
+}
+
 fn sync_with(status: StatusCode, metadata: impl Serialize) -> Response {
-    let body = json!({
-        "type": "sync",
-        "status": "Success",
-        "status_code": 200,
-        "operation": "",
-        "error_code": 0,
-        "error": "",
-        "metadata": metadata,
-    });
+    let body = SyncEnvelope {
+        r#type: "sync",
+        status: "Success",
+        status_code: 200,
+        operation: "",
+        error_code: 0,
+        error: "",
+        metadata,
+    };
     (status, axum::Json(body)).into_response()
 }
 

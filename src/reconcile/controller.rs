@@ -195,6 +195,30 @@ enum Object {
 }
 
 impl Object {
+    /// What the controller keeps of a load balancer: what renders (descriptions and
+    /// `user.*` keys never reach NB, and may be megabytes).
+    fn lb(mut o: LoadBalancersPost, revision: u64) -> Object {
+        o.put.description = String::new();
+        o.put.config.retain(|k, _| !k.starts_with("user."));
+        for b in &mut o.put.backends {
+            b.description = String::new();
+        }
+        for p in &mut o.put.ports {
+            p.description = String::new();
+        }
+        Object::Lb(o, revision)
+    }
+
+    /// What the controller keeps of a forward (as [`Object::lb`]).
+    fn fwd(mut o: ForwardsPost, revision: u64) -> Object {
+        o.put.description = String::new();
+        o.put.config.retain(|k, _| !k.starts_with("user."));
+        for p in &mut o.put.ports {
+            p.description = String::new();
+        }
+        Object::Fwd(o, revision)
+    }
+
     fn revision(&self) -> u64 {
         match self {
             Object::Lb(_, r) | Object::Fwd(_, r) => *r,
@@ -439,7 +463,7 @@ impl Controller {
             for s in lbs {
                 self.objects.insert(
                     (n.name.clone(), s.value.listen_address.clone()),
-                    Object::Lb(s.value, s.revision),
+                    Object::lb(s.value, s.revision),
                 );
             }
         }
@@ -447,7 +471,7 @@ impl Controller {
             for s in fwds {
                 self.objects.insert(
                     (n.name.clone(), s.value.listen_address.clone()),
-                    Object::Fwd(s.value, s.revision),
+                    Object::fwd(s.value, s.revision),
                 );
             }
         }
@@ -459,10 +483,10 @@ impl Controller {
                 Some(listen) => {
                     let key = (c.network.clone(), listen.clone());
                     let obj = match self.store.load_balancer(&c.network, &listen) {
-                        Ok(s) => Some(Object::Lb(s.value, s.revision)),
+                        Ok(s) => Some(Object::lb(s.value, s.revision)),
                         Err(StoreError::NotFound(_)) => {
                             match self.store.forward(&c.network, &listen) {
-                                Ok(s) => Some(Object::Fwd(s.value, s.revision)),
+                                Ok(s) => Some(Object::fwd(s.value, s.revision)),
                                 Err(_) => None,
                             }
                         }
