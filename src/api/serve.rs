@@ -5,8 +5,9 @@
 //!
 //! When a listener is full, a new connection evicts the oldest one with no request in
 //! flight; when every connection is busy, the new one is closed. A waiting `?wait`
-//! request is busy and never evicted. Shutdown: connections are closed gracefully
-//! (requests in flight finish; `daemon` bounds the wait).
+//! request is busy and never evicted. Shutdown: connections with no request in flight
+//! (idle, or still sending a head) are closed at once, the others once their request is
+//! answered (`daemon` bounds the wait).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -304,7 +305,7 @@ async fn connection<I>(
 {
     let svc = Counted {
         inner: TowerToHyperService::new(router),
-        slot,
+        slot: slot.clone(),
         peer,
     };
     let conn = hyper::server::conn::http1::Builder::new()
@@ -315,6 +316,11 @@ async fn connection<I>(
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = cancel.cancelled() => {
+            // An idle connection, or one still sending its request head, has nothing in
+            // flight: it is closed at once. The others finish their requests.
+            if slot.busy.load(Ordering::Acquire) == 0 {
+                return;
+            }
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
