@@ -741,11 +741,13 @@ impl Controller {
                     .unzip();
                 // Keys NB blocks (a foreign row with our UUID or VIP) fail on their own.
                 let rows_of = |k: &Key| rendered.get(k).map_or(&[][..], |r| r.rows.as_slice());
-                let foreign = if keys.iter().any(|k| !rows_of(k).is_empty()) {
-                    plan::foreign_vips(owner, net, v)
-                } else {
-                    Default::default()
-                };
+                // Only VIPs a key would add are checked against foreign rows: a key whose
+                // VIPs are all in its own rows (a backend changed, a resync) costs no scan.
+                let wanted: crate::fasthash::HashSet<&str> = keys
+                    .iter()
+                    .flat_map(|k| plan::new_vips(rows_of(k), v))
+                    .collect();
+                let foreign = plan::foreign_vips(owner, net, &wanted, v);
                 let mut blocked = Vec::new();
                 let (keys, now): (Vec<Key>, Vec<Seen>) = keys
                     .into_iter()

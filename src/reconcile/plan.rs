@@ -367,10 +367,39 @@ pub fn plan_objects(
     Ok(plan_rows(&net.name, &desired, &owned, view, router, switch))
 }
 
-/// The VIPs held by rows we do not own on the network's router or switch: what
-/// [`blocked`] checks a key's rows against. Built once per batch of keys.
-pub fn foreign_vips<'v>(owner: &str, net: &OvnNetwork, view: &'v CacheView) -> HashSet<&'v str> {
-    let mut vips = HashSet::default();
+/// VIPs the given rows would add to NB: those not in the row that already has the
+/// row's UUID. A key whose VIPs are all in its own rows needs no check against foreign
+/// rows (the common update: a backend changed).
+pub fn new_vips<'r>(rows: &'r [DesiredRow], view: &CacheView) -> Vec<&'r str> {
+    let mut out = Vec::new();
+    for want in rows {
+        let have: HashSet<&str> = view
+            .get(LoadBalancer::NAME, &want.uuid)
+            .and_then(|r| r.get("vips").as_map())
+            .map(|m| m.iter().filter_map(|(k, _)| k.as_str()).collect())
+            .unwrap_or_default();
+        out.extend(
+            want.vips
+                .keys()
+                .map(String::as_str)
+                .filter(|v| !have.contains(v)),
+        );
+    }
+    out
+}
+
+/// Of `wanted`, the VIPs already held by `Load_Balancer` rows attached to the network's
+/// router or switch that `owner` does not own.
+pub fn foreign_vips<'w>(
+    owner: &str,
+    net: &OvnNetwork,
+    wanted: &HashSet<&'w str>,
+    view: &CacheView,
+) -> HashSet<&'w str> {
+    let mut held = HashSet::default();
+    if wanted.is_empty() {
+        return held;
+    }
     for (table, name) in [
         (LogicalRouter::NAME, &net.router),
         (LogicalSwitch::NAME, &net.switch),
@@ -383,16 +412,20 @@ pub fn foreign_vips<'v>(owner: &str, net: &OvnNetwork, view: &'v CacheView) -> H
                 let Some(r) = view.get(LoadBalancer::NAME, &u) else {
                     continue;
                 };
-                if r.get("external_ids").map_get(keys::OWNER) == Some(owner) {
+                let Some(m) = r.get("vips").as_map() else {
                     continue;
-                }
-                if let Some(m) = r.get("vips").as_map() {
-                    vips.extend(m.iter().filter_map(|(k, _)| k.as_str()));
+                };
+                let hits: Vec<&'w str> = m
+                    .iter()
+                    .filter_map(|(k, _)| wanted.get(k.as_str()?).copied())
+                    .collect();
+                if !hits.is_empty() && r.get("external_ids").map_get(keys::OWNER) != Some(owner) {
+                    held.extend(hits);
                 }
             }
         }
     }
-    vips
+    held
 }
 
 /// Why the rows of one key cannot be applied, if they cannot: a row we do not own
