@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::lb::validate::Limits;
 use crate::nb::Table;
 use crate::ovsdb::Session;
-use crate::reconcile::controller::Status;
+use crate::progress::Status;
 use crate::store::Store;
 pub use response::ApiError;
 

@@ -275,12 +275,7 @@ fn drop_empty<K: Kind>(put: &mut K::Put) {
 
 /// What a write waits for: the `?wait` timeout and the status to watch. Checked before
 /// anything is written, so a bad `?wait` changes nothing.
-pub(crate) struct Wait<'a>(
-    Option<(
-        std::time::Duration,
-        &'a crate::reconcile::controller::Status,
-    )>,
-);
+pub(crate) struct Wait<'a>(Option<(std::time::Duration, &'a crate::progress::Status)>);
 
 impl<'a> Wait<'a> {
     /// The wait a write asked for.

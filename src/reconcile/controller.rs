@@ -10,7 +10,7 @@
 
 use crate::fasthash::HashMap;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -28,8 +28,7 @@ use crate::nb::{LoadBalancer, LogicalRouter, LogicalSwitch, Table};
 use crate::ovsdb::{CacheRow, CacheView, Changes, Session};
 use crate::store::{Change, Store, StoreError};
 
-/// A key: (network, listen address).
-pub type Key = (String, String);
+pub use crate::progress::{Closed, Key, KeyStatus, Status};
 
 /// Settings.
 #[derive(Debug, Clone)]
@@ -52,98 +51,6 @@ impl Default for ControllerOptions {
             resync_every: Duration::from_secs(60),
             batch: 256,
         }
-    }
-}
-
-/// What the controller knows of one key, for `/state`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KeyStatus {
-    /// The store revision last applied to NB.
-    pub applied_revision: Option<u64>,
-    /// The last error, empty when fine.
-    pub error: String,
-    /// NB rows: (name, uuid, protocol).
-    pub rows: Vec<(String, Uuid, String)>,
-}
-
-/// Shared view of the controller's progress.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    keys: Arc<Mutex<HashMap<Key, KeyStatus>>>,
-    networks: Arc<Mutex<HashMap<String, String>>>,
-    /// Woken after each round that updated `keys`.
-    changed: Arc<tokio::sync::Notify>,
-    /// Cancelled when the daemon shuts down: every waiter is answered at once.
-    closed: CancellationToken,
-}
-
-/// [`Status::wait_for`] gave up because the daemon is shutting down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the server is shutting down")]
-pub struct Closed;
-
-impl Status {
-    /// The status of one key.
-    pub fn key(&self, network: &str, listen: &str) -> Option<KeyStatus> {
-        lock(&self.keys)
-            .get(&(network.to_owned(), listen.to_owned()))
-            .cloned()
-    }
-
-    /// Wait until `done` holds for the key's status (`None`: unknown key), or `timeout`.
-    /// Returns the last status seen, and whether `done` held.
-    ///
-    /// # Errors
-    /// [`Closed`] as soon as [`Status::close`] is called (the daemon is stopping).
-    pub async fn wait_for(
-        &self,
-        network: &str,
-        listen: &str,
-        timeout: Duration,
-        done: impl Fn(Option<&KeyStatus>) -> bool,
-    ) -> Result<(Option<KeyStatus>, bool), Closed> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            // Registered before looking, so an update in between is not missed.
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.closed.is_cancelled() {
-                return Err(Closed);
-            }
-            let k = self.key(network, listen);
-            if done(k.as_ref()) {
-                return Ok((k, true));
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.closed.cancelled() => return Err(Closed),
-                _ = tokio::time::sleep_until(deadline) => {
-                    let k = self.key(network, listen);
-                    let ok = done(k.as_ref());
-                    return Ok((k, ok));
-                }
-            }
-        }
-    }
-
-    /// Answer every waiter of [`Status::wait_for`], now and later, with [`Closed`].
-    pub fn close(&self) {
-        self.closed.cancel();
-    }
-
-    /// (keys known, keys whose last attempt failed).
-    pub fn counts(&self) -> (usize, usize) {
-        let keys = lock(&self.keys);
-        (
-            keys.len(),
-            keys.values().filter(|k| !k.error.is_empty()).count(),
-        )
-    }
-
-    /// A network's error (missing router, ambiguous names, invalid config), if any.
-    pub fn network_error(&self, network: &str) -> Option<String> {
-        lock(&self.networks).get(network).cloned()
     }
 }
 
@@ -173,19 +80,6 @@ fn set_difference(a: &crate::ovsdb::Datum, b: &crate::ovsdb::Datum) -> Vec<Uuid>
         }
     }
     out
-}
-
-/// Wakes status waiters when dropped (after the status lock taken later is released).
-struct Wake<'a>(&'a tokio::sync::Notify);
-
-impl Drop for Wake<'_> {
-    fn drop(&mut self) {
-        self.0.notify_waiters();
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -448,11 +342,11 @@ impl Controller {
         let parsed = self.parse_network(n, all);
         match &parsed {
             Ok(_) => {
-                lock(&self.status.networks).remove(&n.name);
+                self.status.set_network_error(&n.name, None);
             }
             Err(e) => {
                 warn!(network = %n.name, error = %e, "network unusable: its rows are left alone");
-                lock(&self.status.networks).insert(n.name.clone(), e.clone());
+                self.status.set_network_error(&n.name, Some(e.clone()));
             }
         }
         self.nets.insert(n.name.clone(), parsed.ok().flatten());
@@ -528,7 +422,7 @@ impl Controller {
                         }
                         None => {
                             self.nets.remove(&c.network);
-                            lock(&self.status.networks).remove(&c.network);
+                            self.status.set_network_error(&c.network, None);
                             self.removed.insert(c.network.clone());
                         }
                     }
@@ -797,11 +691,12 @@ impl Controller {
         let plan = match plan {
             Ok(p) => p,
             Err(e) => {
-                lock(&self.status.networks).insert(net.name.clone(), e.message.clone());
+                self.status
+                    .set_network_error(&net.name, Some(e.message.clone()));
                 return self.fail(keys, &e.to_string());
             }
         };
-        lock(&self.status.networks).remove(&net.name);
+        self.status.set_network_error(&net.name, None);
         if !plan.ops.is_empty() {
             let txn = transaction(&plan, self.session.schema());
             let committing = std::time::Instant::now();
@@ -829,103 +724,105 @@ impl Controller {
         }
         // Success: record what NB now holds. Keys that needed nothing and are recorded
         // already keep their records (a resync then allocates nothing).
-        let _wake = Wake(&self.status.changed);
-        let mut status = lock(&self.status.keys);
-        for k in keys {
-            self.backoff.remove(k);
-            let rows = self.rendered.get(k).map_or(&[][..], |r| r.rows.as_slice());
-            // Nothing to do, and what we recorded is exactly what is rendered now.
-            let unchanged = plan.ops.is_empty()
-                && match self.key_rows.get(k) {
-                    None => rows.is_empty(),
-                    Some(uuids) => {
-                        uuids.len() == rows.len()
-                            && uuids
-                                .iter()
-                                .zip(rows)
-                                .all(|(u, r)| self.applied.get(u).is_some_and(|(_, a)| a == r))
+        let progress = self.status.clone();
+        progress.update_keys(|status| {
+            for k in keys {
+                self.backoff.remove(k);
+                let rows = self.rendered.get(k).map_or(&[][..], |r| r.rows.as_slice());
+                // Nothing to do, and what we recorded is exactly what is rendered now.
+                let unchanged = plan.ops.is_empty()
+                    && match self.key_rows.get(k) {
+                        None => rows.is_empty(),
+                        Some(uuids) => {
+                            uuids.len() == rows.len()
+                                && uuids
+                                    .iter()
+                                    .zip(rows)
+                                    .all(|(u, r)| self.applied.get(u).is_some_and(|(_, a)| a == r))
+                        }
+                    };
+                if !unchanged {
+                    for u in self.key_rows.remove(k).unwrap_or_default() {
+                        self.applied.remove(&u);
                     }
-                };
-            if !unchanged {
-                for u in self.key_rows.remove(k).unwrap_or_default() {
-                    self.applied.remove(&u);
-                }
-                let mut nb_rows = Vec::new();
-                let mut uuids = Vec::new();
-                for r in rows {
-                    // Rows adopted in place keep their own UUID; find the live one.
-                    let live = self.session.cache().read(|v| {
-                        v.lookup(
-                            &plan::listen_index(),
-                            &crate::ovsdb::Datum::scalar(k.1.clone()),
-                        )
-                        .iter()
-                        .find(|x| {
-                            x.get_str("name") == Some(r.name.as_str())
-                                && x.get("external_ids").map_get(keys::OWNER)
-                                    == Some(self.opts.owner.as_str())
-                        })
-                        .map(|x| x.uuid)
-                    });
-                    let u = live.unwrap_or(r.uuid);
-                    self.applied.insert(u, (k.clone(), r.clone()));
-                    uuids.push(u);
-                    nb_rows.push((r.name.clone(), u, r.protocol.clone()));
-                }
-                if !uuids.is_empty() {
-                    self.key_rows.insert(k.clone(), uuids);
-                }
-                if let Some(o) = self.objects.get(k) {
-                    let st = status.entry(k.clone()).or_default();
-                    st.rows = nb_rows;
-                    st.applied_revision = Some(o.revision());
-                    st.error.clear();
-                }
-            } else if let Some(o) = self.objects.get(k) {
-                match status.get_mut(k) {
-                    Some(st) => {
-                        if st.applied_revision != Some(o.revision()) || !st.error.is_empty() {
-                            st.applied_revision = Some(o.revision());
-                            st.error.clear();
+                    let mut nb_rows = Vec::new();
+                    let mut uuids = Vec::new();
+                    for r in rows {
+                        // Rows adopted in place keep their own UUID; find the live one.
+                        let live = self.session.cache().read(|v| {
+                            v.lookup(
+                                &plan::listen_index(),
+                                &crate::ovsdb::Datum::scalar(k.1.clone()),
+                            )
+                            .iter()
+                            .find(|x| {
+                                x.get_str("name") == Some(r.name.as_str())
+                                    && x.get("external_ids").map_get(keys::OWNER)
+                                        == Some(self.opts.owner.as_str())
+                            })
+                            .map(|x| x.uuid)
+                        });
+                        let u = live.unwrap_or(r.uuid);
+                        self.applied.insert(u, (k.clone(), r.clone()));
+                        uuids.push(u);
+                        nb_rows.push((r.name.clone(), u, r.protocol.clone()));
+                    }
+                    if !uuids.is_empty() {
+                        self.key_rows.insert(k.clone(), uuids);
+                    }
+                    if let Some(o) = self.objects.get(k) {
+                        let st = status.entry(k.clone()).or_default();
+                        st.rows = nb_rows;
+                        st.applied_revision = Some(o.revision());
+                        st.error.clear();
+                    }
+                } else if let Some(o) = self.objects.get(k) {
+                    match status.get_mut(k) {
+                        Some(st) => {
+                            if st.applied_revision != Some(o.revision()) || !st.error.is_empty() {
+                                st.applied_revision = Some(o.revision());
+                                st.error.clear();
+                            }
+                        }
+                        None => {
+                            status.insert(
+                                k.clone(),
+                                KeyStatus {
+                                    applied_revision: Some(o.revision()),
+                                    ..Default::default()
+                                },
+                            );
                         }
                     }
-                    None => {
-                        status.insert(
-                            k.clone(),
-                            KeyStatus {
-                                applied_revision: Some(o.revision()),
-                                ..Default::default()
-                            },
-                        );
-                    }
+                }
+                if !self.objects.contains_key(k) {
+                    status.remove(k);
+                    self.rendered.remove(k);
                 }
             }
-            if !self.objects.contains_key(k) {
-                status.remove(k);
-                self.rendered.remove(k);
-            }
-        }
+        });
     }
 
     fn fail(&mut self, keys: &[Key], error: &str) {
         Metrics::inc(&self.metrics.errors);
         warn!(error, keys = keys.len(), "reconcile failed; backing off");
         let now = Instant::now();
-        let _wake = Wake(&self.status.changed);
-        let mut status = lock(&self.status.keys);
-        for k in keys {
-            if let Some(r) = self.rendered.get_mut(k) {
-                r.seen = None;
+        let progress = self.status.clone();
+        progress.update_keys(|status| {
+            for k in keys {
+                if let Some(r) = self.rendered.get_mut(k) {
+                    r.seen = None;
+                }
+                let delay = self
+                    .backoff
+                    .get(k)
+                    .map(|(_, d)| (*d * 2).min(Duration::from_secs(30)))
+                    .unwrap_or(Duration::from_secs(1));
+                self.backoff.insert(k.clone(), (now + delay, delay));
+                self.dirty.insert(k.clone());
+                status.entry(k.clone()).or_default().error = error.to_owned();
             }
-            let delay = self
-                .backoff
-                .get(k)
-                .map(|(_, d)| (*d * 2).min(Duration::from_secs(30)))
-                .unwrap_or(Duration::from_secs(1));
-            self.backoff.insert(k.clone(), (now + delay, delay));
-            self.dirty.insert(k.clone());
-            status.entry(k.clone()).or_default().error = error.to_owned();
-        }
+        });
     }
 
     /// Delete every row of ours of a network removed from the store.
@@ -970,8 +867,8 @@ impl Controller {
         // No state of the network's keys outlives it, whether or not they ever had rows.
         self.applied.retain(|_, (k, _)| k.0 != network);
         self.key_rows.retain(|k, _| k.0 != network);
-        lock(&self.status.keys).retain(|k, _| k.0 != network);
-        self.status.changed.notify_waiters();
+        self.status
+            .update_keys(|keys| keys.retain(|k, _| k.0 != network));
     }
 }
 

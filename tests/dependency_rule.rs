@@ -1,0 +1,217 @@
+//! The dependency rule of `src/lib.rs`, enforced: every `crate::…` (and, in binaries,
+//! `ovnlb::…`) path under `src/` names a module its own module may depend on. Test code
+//! (`#[cfg(test)]` to the end of a file) and comments are not counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Module → the modules it may use (besides itself).
+fn rule() -> BTreeMap<&'static str, &'static [&'static str]> {
+    const LEAF: &[&str] = &[];
+    BTreeMap::from([
+        ("fasthash", LEAF),
+        ("feed", LEAF),
+        ("tls", &["fasthash"][..]),
+        ("metrics", &["fasthash"][..]),
+        ("progress", &["fasthash"][..]),
+        ("ovsdb", &["feed", "fasthash", "tls"][..]),
+        ("nb", &["ovsdb", "feed", "fasthash"][..]),
+        ("lb", &["nb", "fasthash"][..]),
+        ("store", &["lb", "feed", "fasthash"][..]),
+        (
+            "reconcile",
+            &[
+                "ovsdb", "nb", "lb", "store", "progress", "metrics", "feed", "fasthash",
+            ][..],
+        ),
+        (
+            "api",
+            &[
+                "lb", "store", "progress", "metrics", "feed", "fasthash", "tls",
+            ][..],
+        ),
+        ("cli", &["lb", "tls", "fasthash"][..]),
+        (
+            "daemon",
+            &[
+                "api",
+                "cli",
+                "ovsdb",
+                "nb",
+                "lb",
+                "store",
+                "reconcile",
+                "progress",
+                "metrics",
+                "feed",
+                "fasthash",
+                "tls",
+            ][..],
+        ),
+        ("bin", &["daemon", "cli"][..]),
+    ])
+}
+
+/// Arrows the rule does not allow yet, each with the work that removes it (issue 10).
+/// This list may only shrink.
+const NOT_YET: &[(&str, &str, &str)] = &[
+    (
+        "api",
+        "ovsdb",
+        "NB facts for validation and /state: the network context trait",
+    ),
+    (
+        "api",
+        "nb",
+        "NB facts for validation and /state: the network context trait",
+    ),
+    (
+        "api",
+        "reconcile",
+        "the network context (listen index, derived subnets)",
+    ),
+    (
+        "cli",
+        "ovsdb",
+        "TLS files and `ovnlb reconcile`: a crate-level tls, reconcile wired by the binary",
+    ),
+    (
+        "bin",
+        "ovsdb",
+        "ovnlbd's flags: NbArgs beside the daemon's settings",
+    ),
+    (
+        "bin",
+        "lb",
+        "`ovnlb reconcile` wired in the binary: one entry point",
+    ),
+    (
+        "bin",
+        "reconcile",
+        "`ovnlb reconcile` wired in the binary: one entry point",
+    ),
+    (
+        "bin",
+        "store",
+        "`ovnlb reconcile` wired in the binary: one entry point",
+    ),
+    (
+        "bin",
+        "nb",
+        "`ovnlb reconcile` wired in the binary: one entry point",
+    ),
+    (
+        "cli",
+        "daemon",
+        "NbArgs and the daemon's settings: beside each other",
+    ),
+];
+
+fn module_of(rel: &Path) -> String {
+    let mut parts = rel.iter().map(|p| p.to_string_lossy().into_owned());
+    let first = parts.next().unwrap_or_default();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+/// The modules a line's paths name: `crate::x…`, `crate::{x…, y…}`, and `ovnlb::x…`.
+fn targets(line: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(prefix) {
+        let before = rest[..i].chars().last();
+        rest = &rest[i + prefix.len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.push(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, files);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            files.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_crate_path_follows_the_dependency_rule() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let rule = rule();
+    let not_yet: BTreeSet<(&str, &str)> = NOT_YET.iter().map(|(a, b, _)| (*a, *b)).collect();
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    files.sort();
+    let mut bad = Vec::new();
+    let mut used_not_yet = BTreeSet::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let module = module_of(rel);
+        if module == "lib" {
+            continue;
+        }
+        let allowed = rule
+            .get(module.as_str())
+            .unwrap_or_else(|| panic!("{}: module {module} is not in the rule", rel.display()));
+        let prefix = if module == "bin" {
+            "ovnlb::"
+        } else {
+            "crate::"
+        };
+        let text = std::fs::read_to_string(f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("#[cfg(test)]") {
+                break;
+            }
+            let code = line.split("//").next().unwrap_or("");
+            for t in targets(code, prefix) {
+                if t == module || allowed.contains(&t.as_str()) || !rule.contains_key(t.as_str()) {
+                    continue;
+                }
+                if not_yet.contains(&(module.as_str(), t.as_str())) {
+                    used_not_yet.insert((module.clone(), t.clone()));
+                    continue;
+                }
+                bad.push(format!("src/{}:{}: {module} -> {t}", rel.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "arrows outside the dependency rule of src/lib.rs:\n{}",
+        bad.join("\n")
+    );
+    let stale: Vec<_> = not_yet
+        .iter()
+        .filter(|(a, b)| !used_not_yet.contains(&((*a).to_owned(), (*b).to_owned())))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "arrows in NOT_YET that no longer exist (remove them): {stale:?}"
+    );
+}
