@@ -55,6 +55,8 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     /// Seconds to receive a request head, and to keep an idle connection (default 10).
     pub header_timeout_seconds: Option<u64>,
+    /// Seconds to receive a request body (default 30).
+    pub body_timeout_seconds: Option<u64>,
     /// Most VIPs one load balancer or forward may expand to (default 4096).
     pub max_vips: Option<usize>,
     /// Most VIP × backend pairs one load balancer may expand to (default 65,536).
@@ -93,6 +95,7 @@ impl Settings {
             https_listen: over.https_listen.or(self.https_listen),
             max_connections: over.max_connections.or(self.max_connections),
             header_timeout_seconds: over.header_timeout_seconds.or(self.header_timeout_seconds),
+            body_timeout_seconds: over.body_timeout_seconds.or(self.body_timeout_seconds),
             max_vips: over.max_vips.or(self.max_vips),
             max_endpoints: over.max_endpoints.or(self.max_endpoints),
             max_row_bytes: over.max_row_bytes.or(self.max_row_bytes),
@@ -296,6 +299,11 @@ pub async fn run(
         limits,
         owner,
         metrics: Some(controller.metrics()),
+        body_timeout: settings
+            .body_timeout_seconds
+            .map_or(api::BODY_TIMEOUT, |s| {
+                std::time::Duration::from_secs(s.max(1))
+            }),
     };
     let tracker = TaskTracker::new();
     let ctl_cancel = CancellationToken::new();

@@ -1137,3 +1137,44 @@ async fn state_files_are_created_private() {
     assert_eq!(mode("server.key"), 0o600);
     assert_eq!(mode("trust"), 0o750);
 }
+
+/// A body sent too slowly is cut off with a 408 envelope: a request in flight is never
+/// evicted by the connection cap, so its body has a deadline of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_cut_off() {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let dir = tempfile::tempdir_in(tmp_base()).unwrap();
+    let d = Daemon::start_with(
+        &nb,
+        dir,
+        ovnlb::daemon::Settings {
+            body_timeout_seconds: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    // (The connection stays open for writing: a closed half would end the body early.)
+    let mut s = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    s.write_all(b"POST /1.0/networks HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !out.ends_with(b"}") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("no reply within 20 s");
+    let reply = String::from_utf8_lossy(&out);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        reply.contains("\"error_code\":408") && reply.contains("Request body not received"),
+        "{reply}"
+    );
+}

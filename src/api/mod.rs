@@ -49,7 +49,13 @@ pub struct AppState {
     pub owner: String,
     /// The controller's metrics, for `/1.0/metrics`.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Longest time to receive a request's body (a slow body holds a connection busy,
+    /// where the connection cap cannot evict it).
+    pub body_timeout: Duration,
 }
+
+/// Default of [`AppState::body_timeout`].
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AppState {
     /// State over a store only (no NB, no controller).
@@ -61,6 +67,7 @@ impl AppState {
             limits: Limits::default(),
             owner: "ovnlb".into(),
             metrics: None,
+            body_timeout: BODY_TIMEOUT,
         }
     }
 }
@@ -329,30 +336,38 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
 }
 
 /// The body of a write, with its errors as LXD envelopes: 413 past the body limit
-/// (2 MiB), 400 for a body that cannot be read (a bad chunk size, a connection cut).
+/// (2 MiB), 400 for a body that cannot be read (a bad chunk size, a connection cut), 408
+/// when it has not all arrived within [`AppState::body_timeout`].
 pub struct Body(pub axum::body::Bytes);
 
 /// The body limit (axum's default).
 pub const BODY_LIMIT: usize = 2 << 20;
 
-impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+impl axum::extract::FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        axum::body::Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|r| {
-                let status = r.status();
-                if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        status,
-                        format!("Request body too large: at most {BODY_LIMIT} bytes"),
-                    )
-                } else {
-                    ApiError::new(status, format!("Invalid request body: {}", r.body_text()))
-                }
-            })
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let read = axum::body::Bytes::from_request(req, state);
+        let Ok(read) = tokio::time::timeout(state.body_timeout, read).await else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Request body not received within {} s",
+                    state.body_timeout.as_secs()
+                ),
+            ));
+        };
+        read.map(Body).map_err(|r| {
+            let status = r.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    status,
+                    format!("Request body too large: at most {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::new(status, format!("Invalid request body: {}", r.body_text()))
+            }
+        })
     }
 }
 
