@@ -294,7 +294,7 @@ pub async fn run(
     let status = controller.status();
     let state = AppState {
         store,
-        session: Some(session.clone()),
+        nb: Some(Arc::new(session.clone())),
         status: Some(status.clone()),
         limits,
         owner,

@@ -26,9 +26,8 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::lb::network::NbFacts;
 use crate::lb::validate::Limits;
-use crate::nb::Table;
-use crate::ovsdb::Session;
 use crate::progress::Status;
 use crate::store::Store;
 pub use response::ApiError;
@@ -38,9 +37,9 @@ pub use response::ApiError;
 pub struct AppState {
     /// Desired state.
     pub store: Arc<dyn Store>,
-    /// The NB session, for checks against NB (routers, switches, derived subnets) and
-    /// `/state`; `None` runs the API on the store alone.
-    pub session: Option<Session>,
+    /// Facts of NB, for checks (routers, switches, derived subnets), `/state` and the
+    /// gauges; `None` runs the API on the store alone.
+    pub nb: Option<Arc<dyn NbFacts>>,
     /// The controller's progress, for `/state` and `?wait`; `None` without a controller.
     pub status: Option<Status>,
     /// Validation limits.
@@ -62,7 +61,7 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>) -> AppState {
         AppState {
             store,
-            session: None,
+            nb: None,
             status: None,
             limits: Limits::default(),
             owner: "ovnlb".into(),
@@ -191,30 +190,22 @@ async fn server_info(Query(q): Query<Common>) -> Result<Response, ApiError> {
 /// the NB session, the owned rows and the keys.
 pub fn metrics_text(st: &AppState) -> String {
     let mut gauges: Vec<crate::metrics::Gauge<'_>> = Vec::new();
-    if let Some(s) = &st.session {
+    if let Some(nb) = &st.nb {
+        let g = nb.gauges(&st.owner);
         gauges.push((
             "ovnlb_nb_connected",
             "1 while connected to a usable NB server.",
-            f64::from(u8::from(s.is_connected())),
+            f64::from(u8::from(g.connected)),
         ));
         gauges.push((
             "ovnlb_nb_connections",
             "NB connections made since start.",
-            s.connection_count() as f64,
+            g.connections as f64,
         ));
-        let owned = s.cache().read(|v| {
-            v.rows(crate::nb::LoadBalancer::NAME)
-                .filter(|r| {
-                    r.get("external_ids")
-                        .map_get(crate::lb::render::keys::OWNER)
-                        == Some(st.owner.as_str())
-                })
-                .count()
-        });
         gauges.push((
             "ovnlb_owned_rows",
             "Load_Balancer rows in NB owned by this daemon.",
-            owned as f64,
+            g.owned_rows as f64,
         ));
     }
     if let Some(status) = &st.status {

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::response::{created, sync, sync_etag};
 use super::{if_match, json_body, ApiError, AppState, Common};
 use crate::lb::model::{Config, Network};
+use crate::lb::network::Topology;
 use crate::lb::validate;
-use crate::nb::{LogicalRouter, LogicalSwitch, Table};
 use crate::store::Stored;
 
 /// A network as LXD serves it.
@@ -56,31 +56,30 @@ fn checked(st: &AppState, n: &mut Network, others: &[Network]) -> Result<(), Api
         }
         _ => {
             let net = validate::parse_ovn(n, &everything).map_err(|e| ApiError::invalid(&e))?;
-            let session = st.session.as_ref().filter(|s| s.cache().is_ready());
-            match session {
-                Some(s) => {
-                    let derived = s.cache().read(|v| {
-                        for (table, name, key) in [
-                            (LogicalRouter::NAME, &net.router, "config.ovn.router"),
-                            (LogicalSwitch::NAME, &net.switch, "config.ovn.switch"),
-                        ] {
-                            let found = v.find_by(table, "name", name).len();
-                            if found != 1 {
-                                errors.push(validate::ValidationError {
-                                    object: format!("network {}", n.name),
-                                    field: key.into(),
-                                    message: if found == 0 {
-                                        format!("{table} \"{name}\" not found in OVN")
-                                    } else {
-                                        format!("{found} {table} rows are named \"{name}\": ambiguous")
-                                    },
-                                    kind: validate::ErrorKind::Invalid,
-                                });
-                            }
+            let nb = st.nb.as_ref().filter(|nb| nb.ready());
+            match nb {
+                Some(nb) => {
+                    for (what, name, key) in [
+                        (Topology::Router, &net.router, "config.ovn.router"),
+                        (Topology::Switch, &net.switch, "config.ovn.switch"),
+                    ] {
+                        let found = nb.named(what, name);
+                        let table = what.table();
+                        if found != 1 {
+                            errors.push(validate::ValidationError {
+                                object: format!("network {}", n.name),
+                                field: key.into(),
+                                message: if found == 0 {
+                                    format!("{table} \"{name}\" not found in OVN")
+                                } else {
+                                    format!("{found} {table} rows are named \"{name}\": ambiguous")
+                                },
+                                kind: validate::ErrorKind::Invalid,
+                            });
                         }
-                        (errors.is_empty() && !net.subnets_given)
-                            .then(|| crate::reconcile::plan::derive_subnets(v, &net))
-                    });
+                    }
+                    let derived = (errors.is_empty() && !net.subnets_given)
+                        .then(|| nb.derive_subnets(&net));
                     if !errors.is_empty() {
                         return Err(ApiError::invalid(&errors));
                     }
@@ -129,11 +128,9 @@ fn still_valid(st: &AppState, n: &Network) -> Result<(), ApiError> {
             d.network = n.clone();
         }
     }
-    let cache = st.session.as_ref().filter(|s| s.cache().is_ready());
-    let derive = |net: &validate::OvnNetwork| match cache {
-        Some(s) => s
-            .cache()
-            .read(|v| crate::reconcile::plan::derive_subnets(v, net)),
+    let nb = st.nb.as_ref().filter(|nb| nb.ready());
+    let derive = |net: &validate::OvnNetwork| match nb {
+        Some(nb) => nb.derive_subnets(net),
         None => Err("OVN Northbound is not reachable".to_owned()),
     };
     let errors = |state: &crate::lb::state::DesiredState| -> Vec<String> {
@@ -160,9 +157,8 @@ fn still_valid(st: &AppState, n: &Network) -> Result<(), ApiError> {
 /// Give a starting NB session a moment to become ready (an `ovn` network is checked
 /// against NB while it is reachable).
 async fn nb_settle(st: &AppState) {
-    if let Some(s) = &st.session {
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(5), s.cache().wait_ready()).await;
+    if let Some(nb) = &st.nb {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), nb.wait_ready()).await;
     }
 }
 

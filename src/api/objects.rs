@@ -16,7 +16,6 @@ use crate::lb::model::{
     canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost,
 };
 use crate::lb::validate::{self, Limits, OvnNetwork, Uplink, ValidationError};
-use crate::nb::{LogicalRouter, LogicalSwitch, Table};
 use crate::store::{Store, StoreError, Stored};
 
 /// An object kind of the API: load balancers or forwards.
@@ -223,15 +222,10 @@ pub fn ovn_context(
     let n = &all[0];
     let mut net = validate::parse_ovn(n, &all).map_err(|e| ApiError::invalid(&e))?;
     if !net.subnets_given {
-        if let Some(s) = &st.session {
-            if s.cache().is_ready() {
-                if let Ok((v4, v6)) = s
-                    .cache()
-                    .read(|v| crate::reconcile::plan::derive_subnets(v, &net))
-                {
-                    net.subnet4 = v4;
-                    net.subnet6 = v6;
-                }
+        if let Some(nb) = st.nb.as_ref().filter(|nb| nb.ready()) {
+            if let Ok((v4, v6)) = nb.derive_subnets(&net) {
+                net.subnet4 = v4;
+                net.subnet6 = v6;
             }
         }
     }
@@ -564,23 +558,11 @@ pub async fn state<K: Kind>(
     let net_error = st.status.as_ref().and_then(|s| s.network_error(&network));
     let rows: Vec<(String, uuid::Uuid, String)> =
         key.as_ref().map(|k| k.rows.clone()).unwrap_or_default();
-    let (mut on_router, mut on_switch) = (false, false);
-    if let Some(sess) = &st.session {
-        sess.cache().read(|v| {
-            let has = |table: &str, name: &str| {
-                let targets = v.find_by(table, "name", name);
-                !rows.is_empty()
-                    && targets.len() == 1
-                    && rows.iter().all(|(_, u, _)| {
-                        targets[0]
-                            .get("load_balancer")
-                            .contains(&crate::ovsdb::Atom::Uuid(*u))
-                    })
-            };
-            on_router = has(LogicalRouter::NAME, &net.router);
-            on_switch = has(LogicalSwitch::NAME, &net.switch);
-        });
-    }
+    let uuids: Vec<uuid::Uuid> = rows.iter().map(|(_, u, _)| *u).collect();
+    let (on_router, on_switch) = st
+        .nb
+        .as_ref()
+        .map_or((false, false), |nb| nb.attached(&net, &uuids));
     let error = key
         .as_ref()
         .map(|k| k.error.clone())

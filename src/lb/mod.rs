@@ -2,6 +2,7 @@
 //! Northbound rows. Pure: no I/O.
 
 pub mod model;
+pub mod network;
 pub mod ports;
 pub mod render;
 pub mod state;

@@ -7,6 +7,7 @@
 //! the pass plans again: converged means nothing left to do.
 
 pub mod controller;
+pub mod facts;
 pub mod plan;
 
 use crate::fasthash::HashSet;
