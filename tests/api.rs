@@ -9,21 +9,6 @@ use hyper::Method;
 use ovnlb::cli::{Client, ClientError};
 use serde_json::{json, Value};
 
-async fn req(
-    c: &Client,
-    m: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value, (u16, String)> {
-    c.request(m, path, body.as_ref(), None)
-        .await
-        .map(|r| r.metadata)
-        .map_err(|e| match e {
-            ClientError::Api { status, message } => (status, message),
-            e => panic!("{e}"),
-        })
-}
-
 fn lb_body(listen: &str, backends: &[(&str, &str)]) -> Value {
     let b: Vec<Value> = backends
         .iter()
@@ -50,23 +35,6 @@ fn vips_of(ovn: &Ovn, name: &str) -> Option<Value> {
                 .collect();
             Value::Object(m)
         })
-}
-
-async fn networks(c: &Client) {
-    let up = json!({"name": "uplink", "type": "physical",
-                    "config": {"ipv4.routes": "192.0.2.0/24", "ipv6.routes": "2001:db8::/64"}});
-    let r = c
-        .request(Method::POST, "/1.0/networks", Some(&up), None)
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201);
-    assert_eq!(r.location.as_deref(), Some("/1.0/networks/uplink"));
-    let ovn1 = json!({"name": "ovn1", "type": "ovn",
-                      "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
-                                 "ovn.switch": "lxd-net1-ls-int"}});
-    req(c, Method::POST, "/1.0/networks", Some(ovn1))
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,43 +9,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hyper::Method;
-use ovnlb::cli::{Client, ClientError};
+use ovnlb::cli::Client;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn req(
-    c: &Client,
-    m: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value, (u16, String)> {
-    c.request(m, path, body.as_ref(), None)
-        .await
-        .map(|r| r.metadata)
-        .map_err(|e| match e {
-            ClientError::Api { status, message } => (status, message),
-            e => panic!("{e}"),
-        })
-}
 
 fn lb_body(listen: &str, backend: &str) -> Value {
     json!({"listen_address": listen,
            "backends": [{"name": "b1", "target_address": backend, "target_port": "8080"}],
            "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["b1"]}]})
-}
-
-async fn networks(c: &Client) {
-    let up = json!({"name": "uplink", "type": "physical",
-                    "config": {"ipv4.routes": "192.0.2.0/24", "ipv6.routes": "2001:db8::/64"}});
-    req(c, Method::POST, "/1.0/networks", Some(up))
-        .await
-        .unwrap();
-    let ovn1 = json!({"name": "ovn1", "type": "ovn",
-                      "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
-                                 "ovn.switch": "lxd-net1-ls-int"}});
-    req(c, Method::POST, "/1.0/networks", Some(ovn1))
-        .await
-        .unwrap();
 }
 
 /// One raw HTTP/1.1 exchange on the unix socket (`Connection: close`): the whole reply.
@@ -137,11 +108,7 @@ impl Drop for Child {
 /// B7: `?wait=` is checked before anything is written: a bad value changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_wait_writes_nothing() {
-    init_tracing();
-    let ovn = Ovn::start();
-    let d = Daemon::start(&ovn.nb).await;
-    let c = d.client();
-    networks(&c).await;
+    let (_ovn, _d, c) = ovn1().await;
 
     for w in ["abc", "-1", "NaN", "3601"] {
         let e = req(
@@ -265,11 +232,7 @@ async fn a_deleted_network_with_failing_keys_leaves_the_controller_idle() {
 /// remedy in `/state`), with backoff rather than a loop; restoring the tag unblocks it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_stripped_of_its_owner_tag_is_reported_not_retried() {
-    init_tracing();
-    let ovn = Ovn::start();
-    let d = Daemon::start(&ovn.nb).await;
-    let c = d.client();
-    networks(&c).await;
+    let (ovn, d, c) = ovn1().await;
     req(
         &c,
         Method::POST,
@@ -378,11 +341,7 @@ async fn a_vip_held_by_a_foreign_row_is_refused() {
 /// nothing is created by a refused request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_outside_the_rules_are_refused() {
-    init_tracing();
-    let ovn = Ovn::start();
-    let d = Daemon::start(&ovn.nb).await;
-    let c = d.client();
-    networks(&c).await;
+    let (_ovn, _d, c) = ovn1().await;
     let long = "a".repeat(64);
     for name in [
         "a\u{0}b",
@@ -1005,11 +964,7 @@ async fn a_deleted_socket_is_bound_again() {
 /// returns (the store's changes are taken before a round works from them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_deleted_while_nb_was_away_is_never_written() {
-    init_tracing();
-    let ovn = Ovn::start();
-    let d = Daemon::start(&ovn.nb).await;
-    let c = d.client();
-    networks(&c).await;
+    let (ovn, _d, c) = ovn1().await;
     req(
         &c,
         Method::POST,

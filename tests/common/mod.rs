@@ -993,3 +993,50 @@ impl Drop for Daemon {
         self.cancel.cancel();
     }
 }
+
+/// One API request: the `metadata` of its sync envelope, or (status, message) of its
+/// error envelope.
+pub async fn req(
+    c: &ovnlb::cli::Client,
+    m: hyper::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, (u16, String)> {
+    c.request(m, path, body.as_ref(), None)
+        .await
+        .map(|r| r.metadata)
+        .map_err(|e| match e {
+            ovnlb::cli::ClientError::Api { status, message } => (status, message),
+            e => panic!("{e}"),
+        })
+}
+
+/// The networks most API tests use: `uplink` (physical, 192.0.2.0/24 and 2001:db8::/64)
+/// and `ovn1` on the sandbox's `lxd-net1-lr` and `lxd-net1-ls-int`.
+pub async fn networks(c: &ovnlb::cli::Client) {
+    use serde_json::json;
+    let up = json!({"name": "uplink", "type": "physical",
+                    "config": {"ipv4.routes": "192.0.2.0/24", "ipv6.routes": "2001:db8::/64"}});
+    let r = c
+        .request(hyper::Method::POST, "/1.0/networks", Some(&up), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    assert_eq!(r.location.as_deref(), Some("/1.0/networks/uplink"));
+    let ovn1 = json!({"name": "ovn1", "type": "ovn",
+                      "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
+                                 "ovn.switch": "lxd-net1-ls-int"}});
+    req(c, hyper::Method::POST, "/1.0/networks", Some(ovn1))
+        .await
+        .unwrap();
+}
+
+/// Real NB + northd, ovnlbd in-process on them, its client, and [`networks`] created.
+pub async fn ovn1() -> (Ovn, Daemon, ovnlb::cli::Client) {
+    init_tracing();
+    let ovn = Ovn::start();
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    networks(&c).await;
+    (ovn, d, c)
+}
