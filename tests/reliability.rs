@@ -54,6 +54,15 @@ fn row_named(ovn: &Ovn, name: &str) -> Option<(uuid::Uuid, ovnlb::ovsdb::Row)> {
 
 const LBS: &str = "/1.0/networks/ovn1/load-balancers";
 
+/// An NB server alone and ovnlbd in-process on it, with `extra` settings.
+async fn nb_daemon(extra: ovnlb::daemon::Settings) -> (OvsdbServer, Daemon) {
+    init_tracing();
+    let nb = OvsdbServer::start();
+    let dir = tempfile::tempdir_in(tmp_base()).unwrap();
+    let d = Daemon::start_with(&nb, dir, extra).await;
+    (nb, d)
+}
+
 /// The ovnlbd binary as a child process (killed with us) on a temp state dir.
 struct Child {
     child: std::process::Child,
@@ -709,16 +718,10 @@ async fn idle_connections_never_stop_a_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_request_heads_and_idle_connections_are_closed() {
     init_tracing();
-    let nb = OvsdbServer::start();
-    let dir = tempfile::tempdir_in(tmp_base()).unwrap();
-    let d = Daemon::start_with(
-        &nb,
-        dir,
-        ovnlb::daemon::Settings {
-            header_timeout_seconds: Some(1),
-            ..Default::default()
-        },
-    )
+    let (_nb, d) = nb_daemon(ovnlb::daemon::Settings {
+        header_timeout_seconds: Some(1),
+        ..Default::default()
+    })
     .await;
     let mut slow = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
     let idle = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
@@ -1098,16 +1101,10 @@ async fn state_files_are_created_private() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_body_is_cut_off() {
     init_tracing();
-    let nb = OvsdbServer::start();
-    let dir = tempfile::tempdir_in(tmp_base()).unwrap();
-    let d = Daemon::start_with(
-        &nb,
-        dir,
-        ovnlb::daemon::Settings {
-            body_timeout_seconds: Some(1),
-            ..Default::default()
-        },
-    )
+    let (_nb, d) = nb_daemon(ovnlb::daemon::Settings {
+        body_timeout_seconds: Some(1),
+        ..Default::default()
+    })
     .await;
     // (The connection stays open for writing: a closed half would end the body early.)
     let mut s = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
