@@ -25,7 +25,7 @@ use ovnlb::lb::model::{LoadBalancersPost, Network};
 use ovnlb::lb::state::{DesiredNetwork, DesiredState};
 use ovnlb::ovsdb::{self, Framer, Session};
 use ovnlb::reconcile::controller::{Controller, ControllerOptions};
-use ovnlb::reconcile::plan::listen_index;
+use ovnlb::reconcile::plan::{listen_index, vip_index};
 use ovnlb::reconcile::{reconcile_pass, resolve_with, transaction, PassOptions};
 use ovnlb::store::{SqliteStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -101,7 +101,7 @@ fn server() -> OvsdbServer {
 }
 
 fn session(srv: &OvsdbServer) -> Session {
-    common::nb_session(srv.unix(), vec![listen_index()])
+    common::nb_session(srv.unix(), vec![listen_index(), vip_index()])
 }
 
 fn count_rows(srv: &OvsdbServer) -> usize {

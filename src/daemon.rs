@@ -17,7 +17,7 @@ use crate::api::{self, AppState};
 use crate::lb::validate::Limits;
 use crate::ovsdb::{self, Session, SessionConfig, TlsFiles};
 use crate::reconcile::controller::{Controller, ControllerOptions};
-use crate::reconcile::plan::listen_index;
+use crate::reconcile::plan::{listen_index, vip_index};
 use crate::store::{SqliteStore, Store};
 
 /// Default state directory.
@@ -239,7 +239,7 @@ pub fn nb_session(settings: &Settings) -> Result<Session, DaemonError> {
     let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
     cfg.connect.max_message = settings.nb_max_message();
     cfg.monitor = crate::nb::monitor_requests();
-    cfg.indexes = vec![listen_index()];
+    cfg.indexes = vec![listen_index(), vip_index()];
     if let Some(ca) = &settings.nb_ca {
         cfg.connect.tls = Some(TlsFiles {
             ca: ca.clone(),

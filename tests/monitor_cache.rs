@@ -334,3 +334,63 @@ async fn database_removed_and_restored_the_session_recovers() {
     .await;
     assert!(session.is_connected());
 }
+
+/// A `MapKeys` index finds a row under each key of its map, and follows the map's
+/// changes (a key added, a key removed, the row deleted); the same lookup without the
+/// index (a scan) agrees.
+#[tokio::test]
+async fn a_map_keys_index_finds_rows_by_each_key() {
+    init_tracing();
+    let srv = OvsdbServer::start();
+    let vips = IndexSpec::MapKeys {
+        table: "Load_Balancer".into(),
+        column: "vips".into(),
+    };
+    let mut cfg = SessionConfig::new(vec![srv.unix()], nb_schema());
+    cfg.indexes = vec![vips.clone()];
+    let session = Session::start(cfg).unwrap();
+    let cache = session.cache().clone();
+    cache.wait_ready().await;
+    let plain = srv.session();
+    plain.cache().wait_ready().await;
+    srv.nbctl(&["lb-add", "a", "192.0.2.1:80", "10.0.0.1:80"]);
+    srv.nbctl(&["lb-add", "a", "192.0.2.2:80", "10.0.0.2:80"]);
+    srv.nbctl(&["lb-add", "b", "192.0.2.2:80", "10.0.0.3:80"]);
+    let names = |c: &ovnlb::ovsdb::Cache, vip: &str| {
+        let mut n: Vec<String> = c
+            .lookup(&vips, &Datum::scalar(vip))
+            .iter()
+            .map(|r| r.get_str("name").unwrap().to_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    for c in [&cache, plain.cache()] {
+        eventually(20, "both rows", || {
+            (c.rows("Load_Balancer").len() == 2).then_some(())
+        })
+        .await;
+        eventually(20, "indexed", || {
+            (names(c, "192.0.2.1:80") == ["a"]).then_some(())
+        })
+        .await;
+        assert_eq!(names(c, "192.0.2.2:80"), ["a", "b"]);
+    }
+    srv.nbctl(&["lb-del", "a", "192.0.2.2:80"]);
+    eventually(20, "a key removed", || {
+        (names(&cache, "192.0.2.2:80") == ["b"]).then_some(())
+    })
+    .await;
+    assert_eq!(names(&cache, "192.0.2.1:80"), ["a"]);
+    srv.nbctl(&["lb-del", "b"]);
+    eventually(20, "the row deleted", || {
+        names(&cache, "192.0.2.2:80").is_empty().then_some(())
+    })
+    .await;
+    eventually(20, "the scan agrees", || {
+        (names(plain.cache(), "192.0.2.2:80").is_empty()
+            && names(plain.cache(), "192.0.2.1:80") == ["a"])
+        .then_some(())
+    })
+    .await;
+}

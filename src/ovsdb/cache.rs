@@ -191,23 +191,48 @@ pub enum IndexSpec {
         /// Key.
         key: String,
     },
+    /// Rows by each key of a map column (e.g. `Load_Balancer.vips`: the rows holding a
+    /// VIP): one row under as many keys as its map has.
+    MapKeys {
+        /// Table.
+        table: String,
+        /// Map column.
+        column: String,
+    },
 }
 
 impl IndexSpec {
     fn table(&self) -> &str {
         match self {
-            IndexSpec::Column { table, .. } | IndexSpec::MapKey { table, .. } => table,
+            IndexSpec::Column { table, .. }
+            | IndexSpec::MapKey { table, .. }
+            | IndexSpec::MapKeys { table, .. } => table,
         }
     }
 
-    fn key_of(&self, row: &CacheRow) -> Option<Datum> {
+    /// Call `f` with each key `row` is indexed under.
+    fn for_each_key(&self, row: &CacheRow, mut f: impl FnMut(Datum)) {
         match self {
-            IndexSpec::Column { column, .. } => Some(row.get(column).clone()),
-            IndexSpec::MapKey { column, key, .. } => row
-                .get(column)
-                .map_get(key)
-                .map(|v| Datum::scalar(v.to_owned())),
+            IndexSpec::Column { column, .. } => f(row.get(column).clone()),
+            IndexSpec::MapKey { column, key, .. } => {
+                if let Some(v) = row.get(column).map_get(key) {
+                    f(Datum::scalar(v.to_owned()));
+                }
+            }
+            IndexSpec::MapKeys { column, .. } => {
+                if let Some(m) = row.get(column).as_map() {
+                    for (k, _) in m.iter() {
+                        f(Datum::scalar(k.clone()));
+                    }
+                }
+            }
         }
+    }
+
+    fn indexes(&self, row: &CacheRow, key: &Datum) -> bool {
+        let mut hit = false;
+        self.for_each_key(row, |k| hit |= &k == key);
+        hit
     }
 }
 
@@ -317,7 +342,7 @@ impl CacheView {
                 .collect();
         }
         self.rows(spec.table())
-            .filter(|r| spec.key_of(r).as_ref() == Some(key))
+            .filter(|r| spec.indexes(r, key))
             .cloned()
             .collect()
     }
@@ -336,9 +361,10 @@ impl CacheView {
     fn index_insert(&mut self, table: &str, row: &CacheRow) {
         for (i, spec) in self.specs.iter().enumerate() {
             if spec.table() == table {
-                if let Some(k) = spec.key_of(row) {
-                    self.indexes[i].entry(k).or_default().insert(row.uuid);
-                }
+                let index = &mut self.indexes[i];
+                spec.for_each_key(row, |k| {
+                    index.entry(k).or_default().insert(row.uuid);
+                });
             }
         }
     }
@@ -346,14 +372,15 @@ impl CacheView {
     fn index_remove(&mut self, table: &str, row: &CacheRow) {
         for (i, spec) in self.specs.iter().enumerate() {
             if spec.table() == table {
-                if let Some(k) = spec.key_of(row) {
-                    if let Some(set) = self.indexes[i].get_mut(&k) {
+                let index = &mut self.indexes[i];
+                spec.for_each_key(row, |k| {
+                    if let Some(set) = index.get_mut(&k) {
                         set.remove(&row.uuid);
                         if set.is_empty() {
-                            self.indexes[i].remove(&k);
+                            index.remove(&k);
                         }
                     }
-                }
+                });
             }
         }
     }

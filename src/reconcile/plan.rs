@@ -18,7 +18,8 @@ use crate::lb::validate::OvnNetwork;
 use crate::nb::{
     LoadBalancer, LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort, Table,
 };
-use crate::ovsdb::{CacheRow, CacheView, IndexSpec};
+use crate::ovsdb::{Atom, CacheRow, CacheView, Datum, IndexSpec};
+use std::sync::Arc;
 
 /// One change to NB.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -338,6 +339,15 @@ pub fn listen_index() -> IndexSpec {
     }
 }
 
+/// `Load_Balancer` rows by each of their VIPs: how a VIP already held elsewhere is found
+/// without a scan ([`foreign_vips`]).
+pub fn vip_index() -> IndexSpec {
+    IndexSpec::MapKeys {
+        table: LoadBalancer::NAME.into(),
+        column: "vips".into(),
+    }
+}
+
 /// Plan some objects of one network: `objects` gives, per listen address, the rows it
 /// should have (empty: the object is gone). Owned rows are found through
 /// [`listen_index`], attachments by binary search: the cost follows the objects planned,
@@ -389,7 +399,8 @@ pub fn new_vips<'r>(rows: &'r [DesiredRow], view: &CacheView) -> Vec<&'r str> {
 }
 
 /// Of `wanted`, the VIPs already held by `Load_Balancer` rows attached to the network's
-/// router or switch that `owner` does not own.
+/// router or switch that `owner` does not own. Rows are found through [`vip_index`]
+/// (a scan without it): the cost follows the VIPs asked about, not the size of NB.
 pub fn foreign_vips<'w>(
     owner: &str,
     net: &OvnNetwork,
@@ -400,29 +411,24 @@ pub fn foreign_vips<'w>(
     if wanted.is_empty() {
         return held;
     }
-    for (table, name) in [
+    let targets: Vec<Arc<CacheRow>> = [
         (LogicalRouter::NAME, &net.router),
         (LogicalSwitch::NAME, &net.switch),
-    ] {
-        for target in view.find_by(table, "name", name) {
-            let Some(set) = target.get("load_balancer").as_set() else {
-                continue;
-            };
-            for u in set.iter().filter_map(|a| a.as_uuid()) {
-                let Some(r) = view.get(LoadBalancer::NAME, &u) else {
-                    continue;
-                };
-                let Some(m) = r.get("vips").as_map() else {
-                    continue;
-                };
-                let hits: Vec<&'w str> = m
+    ]
+    .into_iter()
+    .flat_map(|(table, name)| view.find_by(table, "name", name))
+    .collect();
+    let index = vip_index();
+    for vip in wanted {
+        let holders = view.lookup(&index, &Datum::scalar(*vip));
+        let foreign = holders.iter().any(|r| {
+            r.get("external_ids").map_get(keys::OWNER) != Some(owner)
+                && targets
                     .iter()
-                    .filter_map(|(k, _)| wanted.get(k.as_str()?).copied())
-                    .collect();
-                if !hits.is_empty() && r.get("external_ids").map_get(keys::OWNER) != Some(owner) {
-                    held.extend(hits);
-                }
-            }
+                    .any(|t| t.get("load_balancer").contains(&Atom::Uuid(r.uuid)))
+        });
+        if foreign {
+            held.insert(*vip);
         }
     }
     held
