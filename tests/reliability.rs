@@ -54,6 +54,13 @@ fn row_named(ovn: &Ovn, name: &str) -> Option<(uuid::Uuid, ovnlb::ovsdb::Row)> {
 
 const LBS: &str = "/1.0/networks/ovn1/load-balancers";
 
+/// A POST that must fail: its (status, message).
+async fn post_err(c: &Client, path: &str, body: Value) -> (u16, String) {
+    req(c, Method::POST, path, Some(body))
+        .await
+        .expect_err("the request was accepted")
+}
+
 /// An NB server alone and ovnlbd in-process on it, with `extra` settings.
 async fn nb_daemon(extra: ovnlb::daemon::Settings) -> (OvsdbServer, Daemon) {
     init_tracing();
@@ -120,14 +127,12 @@ async fn an_invalid_wait_writes_nothing() {
     let (_ovn, _d, c) = ovn1().await;
 
     for w in ["abc", "-1", "NaN", "3601"] {
-        let e = req(
+        let e = post_err(
             &c,
-            Method::POST,
             &format!("{LBS}?wait={w}"),
-            Some(lb_body("192.0.2.41", "10.0.0.11")),
+            lb_body("192.0.2.41", "10.0.0.11"),
         )
-        .await
-        .unwrap_err();
+        .await;
         assert_eq!(e.0, 400, "{w}: {e:?}");
         assert!(e.1.contains("Invalid wait"), "{e:?}");
     }
@@ -318,14 +323,12 @@ async fn a_vip_held_by_a_foreign_row_is_refused() {
     let d = Daemon::start(&ovn.nb).await;
     let c = d.client();
     networks(&c).await;
-    let e = req(
+    let e = post_err(
         &c,
-        Method::POST,
         &format!("{LBS}?wait=3"),
-        Some(lb_body("192.0.2.60", "10.0.0.11")),
+        lb_body("192.0.2.60", "10.0.0.11"),
     )
-    .await
-    .unwrap_err();
+    .await;
     assert_eq!(e.0, 504, "{e:?}");
     let state = req(&c, Method::GET, &format!("{LBS}/192.0.2.60/state"), None)
         .await
@@ -792,28 +795,14 @@ async fn a_load_balancer_that_renders_too_much_is_refused() {
     let c = d.client();
     wide_networks(&c).await;
     // bomb.sh: 4096 backends x 4096 listen ports, 240 KB of request.
-    let e = req(
-        &c,
-        Method::POST,
-        LBS,
-        Some(backends_body("192.0.2.10", 4096, "1-4096")),
-    )
-    .await
-    .unwrap_err();
+    let e = post_err(&c, LBS, backends_body("192.0.2.10", 4096, "1-4096")).await;
     assert_eq!(e.0, 400);
     assert!(
         e.1.contains("ports: Too many endpoints") && e.1.contains("16777216"),
         "{e:?}"
     );
     // 4096 endpoints, inside the endpoint cap, but ~60 KB of VIPs in one row.
-    let e = req(
-        &c,
-        Method::POST,
-        LBS,
-        Some(backends_body("192.0.2.10", 4096, "80")),
-    )
-    .await
-    .unwrap_err();
+    let e = post_err(&c, LBS, backends_body("192.0.2.10", 4096, "80")).await;
     assert_eq!(e.0, 400);
     assert!(
         e.1.contains("Too large for OVN") && e.1.contains("32768 bytes per row"),
