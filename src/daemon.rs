@@ -390,3 +390,104 @@ pub async fn run(
     info!("ovnlbd stopped");
     served.map_err(DaemonError::Io)
 }
+
+/// Where `ovnlb reconcile` reads the desired state.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A desired-state file (YAML).
+    File(PathBuf),
+    /// An ovnlb SQLite store (as ovnlbd keeps it).
+    Db(PathBuf),
+}
+
+/// One `ovnlb reconcile` pass: what to read, where NB is, how.
+#[derive(Debug, Clone)]
+pub struct OneShot {
+    /// The desired state.
+    pub source: Source,
+    /// NB remotes and TLS files (`nb`, `nb_ca`, `nb_cert`, `nb_key` are read).
+    pub nb: Settings,
+    /// The pass's options.
+    pub pass: crate::reconcile::PassOptions,
+    /// Give up after this long without a usable NB server (also each request's timeout).
+    pub timeout: std::time::Duration,
+}
+
+/// How a one-shot pass ended.
+#[derive(Debug)]
+pub enum OneShotOutcome {
+    /// The desired state is invalid: nothing was applied. The errors, as text.
+    Invalid(Vec<String>),
+    /// The pass ran (or planned, in a dry run).
+    Done(crate::reconcile::PassReport),
+}
+
+/// `ovnlb reconcile`: read the desired state, connect to NB, run one pass.
+///
+/// # Errors
+/// Unreadable sources, no NB remotes, no usable NB server within the timeout, and NB
+/// failures of the pass.
+pub async fn reconcile_once(o: OneShot) -> Result<OneShotOutcome, DaemonError> {
+    let fail = DaemonError::Settings;
+    let state = match &o.source {
+        Source::File(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| fail(format!("reading {}: {e}", file.display())))?;
+            crate::lb::state::DesiredState::from_yaml(&text)
+                .map_err(|e| fail(format!("{}: {e}", file.display())))?
+        }
+        Source::Db(db) => {
+            if !db.exists() {
+                return Err(fail(format!("{}: no such store", db.display())));
+            }
+            SqliteStore::open(db)
+                .map_err(|e| fail(format!("opening {}: {e}", db.display())))?
+                .desired_state()?
+        }
+    };
+    let nb =
+        o.nb.nb
+            .clone()
+            .ok_or_else(|| fail("give the NB remotes: --nb (or OVNLB_NB)".into()))?;
+    let remotes = ovsdb::parse_remotes(&nb)?;
+    let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
+    cfg.monitor = crate::nb::monitor_requests();
+    cfg.connect.request_timeout = o.timeout;
+    if let Some(ca) = &o.nb.nb_ca {
+        cfg.connect.tls = Some(TlsFiles {
+            ca: ca.clone(),
+            cert: o.nb.nb_cert.clone(),
+            key: o.nb.nb_key.clone(),
+        });
+    }
+    let session = Session::start(cfg)?;
+    if tokio::time::timeout(o.timeout, session.cache().wait_ready())
+        .await
+        .is_err()
+    {
+        let secs = o.timeout.as_secs();
+        return Err(fail(match session.last_error() {
+            Some(e) => format!("no usable NB server at {nb} within {secs} s (last error: {e})"),
+            None => format!("no usable NB server at {nb} within {secs} s"),
+        }));
+    }
+    let outcome = match crate::reconcile::reconcile_pass(&session, &state, &o.pass).await {
+        Ok(r) => Ok(OneShotOutcome::Done(r)),
+        Err(crate::reconcile::ReconcileError::Invalid(errors)) => Ok(OneShotOutcome::Invalid(
+            errors.iter().map(ToString::to_string).collect(),
+        )),
+        Err(e) => Err(fail(e.to_string())),
+    };
+    session.shutdown();
+    outcome
+}
+
+/// The options of an `ovnlb reconcile` pass (the rest as [`crate::reconcile`] defaults).
+pub fn pass_options(owner: String, dry_run: bool, prune: bool) -> crate::reconcile::PassOptions {
+    crate::reconcile::PassOptions {
+        owner,
+        dry_run,
+        prune,
+        ..Default::default()
+    }
+}

@@ -61,31 +61,6 @@ const NOT_YET: &[(&str, &str, &str)] = &[
         "TLS files and `ovnlb reconcile`: a crate-level tls, reconcile wired by the binary",
     ),
     (
-        "bin",
-        "ovsdb",
-        "ovnlbd's flags: NbArgs beside the daemon's settings",
-    ),
-    (
-        "bin",
-        "lb",
-        "`ovnlb reconcile` wired in the binary: one entry point",
-    ),
-    (
-        "bin",
-        "reconcile",
-        "`ovnlb reconcile` wired in the binary: one entry point",
-    ),
-    (
-        "bin",
-        "store",
-        "`ovnlb reconcile` wired in the binary: one entry point",
-    ),
-    (
-        "bin",
-        "nb",
-        "`ovnlb reconcile` wired in the binary: one entry point",
-    ),
-    (
         "cli",
         "daemon",
         "NbArgs and the daemon's settings: beside each other",

@@ -4,15 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use ovnlb::lb::state::DesiredState;
-use ovnlb::ovsdb::{self, Session, SessionConfig, TlsFiles};
-use ovnlb::reconcile::{reconcile_pass, PassOptions, ReconcileError};
-use ovnlb::store::{SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(
@@ -122,61 +116,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             prune,
             timeout,
         } => {
-            let state = match (file, db) {
-                (Some(file), _) => {
-                    let text = std::fs::read_to_string(&file)
-                        .with_context(|| format!("reading {}", file.display()))?;
-                    DesiredState::from_yaml(&text)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
-                }
-                (None, Some(db)) => {
-                    if !db.exists() {
-                        anyhow::bail!("{}: no such store", db.display());
-                    }
-                    let store = SqliteStore::open(&db)
-                        .with_context(|| format!("opening {}", db.display()))?;
-                    store.desired_state()?
-                }
+            let source = match (file, db) {
+                (Some(file), _) => ovnlb::daemon::Source::File(file),
+                (None, Some(db)) => ovnlb::daemon::Source::Db(db),
                 (None, None) => anyhow::bail!("give -f FILE or --db STORE"),
             };
-            let Some(nb) = nb else {
-                anyhow::bail!("give the NB remotes: --nb (or OVNLB_NB)");
-            };
-            let remotes = ovsdb::parse_remotes(&nb)?;
-            let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
-            cfg.monitor = ovnlb::nb::monitor_requests();
-            cfg.connect.request_timeout = Duration::from_secs(timeout);
-            if let Some(ca) = nb_ca {
-                cfg.connect.tls = Some(TlsFiles {
-                    ca,
-                    cert: nb_cert,
-                    key: nb_key,
-                });
-            }
-            let session = Session::start(cfg)?;
-            let ready =
-                tokio::time::timeout(Duration::from_secs(timeout), session.cache().wait_ready())
-                    .await;
-            if ready.is_err() {
-                match session.last_error() {
-                    Some(e) => anyhow::bail!(
-                        "no usable NB server at {nb} within {timeout} s (last error: {e})"
-                    ),
-                    None => anyhow::bail!("no usable NB server at {nb} within {timeout} s"),
-                }
-            }
-            let opts = PassOptions {
-                owner,
-                dry_run,
-                prune,
+            let nb = ovnlb::daemon::Settings {
+                nb,
+                nb_ca,
+                nb_cert,
+                nb_key,
                 ..Default::default()
             };
-            let report = match reconcile_pass(&session, &state, &opts).await {
-                Ok(r) => r,
-                Err(ReconcileError::Invalid(errors)) => {
+            let pass = ovnlb::daemon::OneShot {
+                source,
+                nb,
+                pass: ovnlb::daemon::pass_options(owner, dry_run, prune),
+                timeout: Duration::from_secs(timeout),
+            };
+            let report = match ovnlb::daemon::reconcile_once(pass).await? {
+                ovnlb::daemon::OneShotOutcome::Done(r) => r,
+                ovnlb::daemon::OneShotOutcome::Invalid(errors) => {
                     if matches!(format, Format::Json) {
-                        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                        println!("{}", serde_json::json!({"errors": list, "applied": false}));
+                        println!(
+                            "{}",
+                            serde_json::json!({"errors": errors, "applied": false})
+                        );
                     }
                     eprintln!("Error: invalid desired state, nothing applied:");
                     for e in &errors {
@@ -184,9 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     return Ok(ExitCode::from(2));
                 }
-                Err(e) => return Err(e.into()),
             };
-            session.shutdown();
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Format::Text => {
