@@ -337,7 +337,11 @@ pub async fn run(
         let l = tokio::net::TcpListener::bind(addr).await?;
         info!(addr = %l.local_addr()?, trust = %trust.display(), "HTTPS API listening");
         tracker.spawn(api::serve::serve(
-            api::serve::Listener::Tls(l, tokio_rustls::TlsAcceptor::from(tls), Arc::new(trust)),
+            api::serve::Listener::Tls(
+                l,
+                tokio_rustls::TlsAcceptor::from(tls),
+                Arc::new(api::tls::TrustList::new(trust)),
+            ),
             router.clone(),
             serve_opts,
             cancel.clone(),

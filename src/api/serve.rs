@@ -66,7 +66,11 @@ pub enum Listener {
     /// Plain HTTP on TCP (`/metrics`).
     Tcp(tokio::net::TcpListener),
     /// HTTPS with client certificates, trusted against the PEM files in the directory.
-    Tls(tokio::net::TcpListener, TlsAcceptor, Arc<PathBuf>),
+    Tls(
+        tokio::net::TcpListener,
+        TlsAcceptor,
+        Arc<super::tls::TrustList>,
+    ),
 }
 
 /// One connection's entry in its listener's table.
@@ -236,7 +240,7 @@ pub async fn serve(
                         debug!(%addr, certificate = cert.is_some(), "HTTPS connection");
                         let peer = Peer {
                             cert,
-                            trust_dir: trust,
+                            trust,
                         };
                         connection(tls, router, slot, Some(peer), opts, cancel).await;
                     }

@@ -27,16 +27,90 @@ use super::{response, ApiError, API_EXTENSIONS};
 pub struct Peer {
     /// The client's certificate, if it presented one.
     pub cert: Option<Arc<CertificateDer<'static>>>,
-    /// The trust list's directory.
-    pub trust_dir: Arc<PathBuf>,
+    /// The trust list.
+    pub trust: Arc<TrustList>,
 }
 
 impl Peer {
     /// Whether the certificate is in the trust list and in date, now.
     pub fn trusted(&self) -> bool {
-        self.cert
-            .as_ref()
-            .is_some_and(|c| trusted(&self.trust_dir, c))
+        self.cert.as_ref().is_some_and(|c| self.trust.trusts(c))
+    }
+}
+
+/// The certificates of a trust directory, read again when the directory changes (a file
+/// added or removed changes its mtime) and at least every [`TrustList::MAX_AGE`] (a file
+/// rewritten in place): a request costs one `stat`, not a read of every file.
+#[derive(Debug)]
+pub struct TrustList {
+    dir: PathBuf,
+    /// (directory mtime, when read, the certificates with their files).
+    cache: std::sync::Mutex<Option<TrustCache>>,
+}
+
+type TrustCache = (
+    Option<std::time::SystemTime>,
+    std::time::Instant,
+    Vec<(PathBuf, CertificateDer<'static>)>,
+);
+
+impl TrustList {
+    /// Longest a read of the directory is used while its mtime stays the same.
+    pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// The trust list of the PEM files in `dir`.
+    pub fn new(dir: PathBuf) -> TrustList {
+        TrustList {
+            dir,
+            cache: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn read(&self) -> Vec<(PathBuf, CertificateDer<'static>)> {
+        use rustls_pki_types::pem::PemObject;
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            if let Ok(it) = CertificateDer::pem_file_iter(e.path()) {
+                out.extend(it.flatten().map(|c| (e.path(), c)));
+            }
+        }
+        out
+    }
+
+    /// Whether `cert` is listed and in date (as LXD's `certificateInDate`: an expired or
+    /// not yet valid certificate is refused even when listed).
+    pub fn trusts(&self, cert: &CertificateDer<'_>) -> bool {
+        let mtime = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
+        let file = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = cache
+                .as_ref()
+                .is_some_and(|(m, at, _)| *m == mtime && at.elapsed() < Self::MAX_AGE);
+            if !fresh {
+                *cache = Some((mtime, std::time::Instant::now(), self.read()));
+            }
+            cache.as_ref().and_then(|(_, _, certs)| {
+                certs
+                    .iter()
+                    .find(|(_, c)| c.as_ref() == cert.as_ref())
+                    .map(|(p, _)| p.clone())
+            })
+        };
+        let Some(file) = file else {
+            return false;
+        };
+        let in_date = x509_parser::parse_x509_certificate(cert.as_ref())
+            .is_ok_and(|(_, c)| c.validity().is_valid());
+        if !in_date {
+            warn!(
+                file = %file.display(),
+                "a client presented a trusted certificate that is expired or not yet valid: refused"
+            );
+        }
+        in_date
     }
 }
 
@@ -162,33 +236,6 @@ pub fn server_config(crt: &Path, key: &Path) -> std::io::Result<Arc<rustls::Serv
         .with_single_cert(chain, key)
         .map_err(|e| bad(crt, &e))?;
     Ok(Arc::new(cfg))
-}
-
-/// Whether `cert` is one of the certificates (PEM) in `trust_dir` and is in date (as
-/// LXD's `certificateInDate`: an expired or not yet valid certificate is refused even when
-/// listed). Read on each request, so adding or removing a file takes effect at once.
-pub fn trusted(trust_dir: &Path, cert: &CertificateDer<'_>) -> bool {
-    use rustls_pki_types::pem::PemObject;
-    let Ok(entries) = std::fs::read_dir(trust_dir) else {
-        return false;
-    };
-    let listed = entries.flatten().find(|e| {
-        CertificateDer::pem_file_iter(e.path())
-            .map(|mut it| it.any(|c| c.is_ok_and(|c| c.as_ref() == cert.as_ref())))
-            .unwrap_or(false)
-    });
-    let Some(file) = listed else {
-        return false;
-    };
-    let in_date = x509_parser::parse_x509_certificate(cert.as_ref())
-        .is_ok_and(|(_, c)| c.validity().is_valid());
-    if !in_date {
-        warn!(
-            file = %file.path().display(),
-            "a client presented a trusted certificate that is expired or not yet valid: refused"
-        );
-    }
-    in_date
 }
 
 /// Middleware: requests over HTTPS from untrusted clients get 403, except `GET /1.0`,
