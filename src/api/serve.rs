@@ -173,7 +173,8 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             r = accept(&listener) => r,
-            _ = check.tick() => {
+            // (Only a unix socket has a file that can go.)
+            _ = check.tick(), if matches!(listener, Listener::Unix(..)) => {
                 rebind_if_deleted(&mut listener).await;
                 continue;
             }

@@ -28,7 +28,7 @@ use crate::nb::{LoadBalancer, LogicalRouter, LogicalSwitch, Table};
 use crate::ovsdb::{CacheRow, CacheView, Changes, Session};
 use crate::store::{Change, Store, StoreError};
 
-pub use crate::progress::{Closed, Key, KeyStatus, Status};
+use crate::progress::{Key, KeyStatus, Status};
 
 /// Settings.
 #[derive(Debug, Clone)]
