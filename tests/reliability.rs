@@ -70,6 +70,24 @@ async fn nb_daemon(extra: ovnlb::daemon::Settings) -> (OvsdbServer, Daemon) {
     (nb, d)
 }
 
+/// `ovnlbd --nb <nb> --dir <dir>`, run under `setpriv` so it is killed if we die (setpriv
+/// execs it in its place: the child's pid is ovnlbd's), after the programs of `wrap`
+/// (e.g. `prlimit … --`); stdin and stderr null unless the caller says otherwise.
+fn ovnlbd(wrap: &[&str], nb: &OvsdbServer, dir: &Path) -> Command {
+    let setpriv = ["setpriv", "--pdeathsig", "KILL", "--"];
+    let mut argv = wrap.iter().chain(&setpriv);
+    let mut c = Command::new(argv.next().unwrap());
+    c.args(argv)
+        .arg(env!("CARGO_BIN_EXE_ovnlbd"))
+        .arg("--nb")
+        .arg(format!("unix:{}", nb.sock.display()))
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
 /// The ovnlbd binary as a child process (killed with us) on a temp state dir.
 struct Child {
     child: std::process::Child,
@@ -81,17 +99,7 @@ impl Child {
     async fn start(nb: &OvsdbServer, args: &[&str]) -> Child {
         let dir = tempfile::tempdir_in(tmp_base()).unwrap();
         let socket = dir.path().join("unix.socket");
-        let child = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_ovnlbd")])
-            .arg("--nb")
-            .arg(format!("unix:{}", nb.sock.display()))
-            .arg("--dir")
-            .arg(dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = ovnlbd(&[], nb, dir.path()).args(args).spawn().unwrap();
         eventually(20, "socket", || socket.exists().then_some(())).await;
         Child {
             child,
@@ -405,15 +413,9 @@ async fn a_second_daemon_on_one_state_dir_is_refused() {
     let ovn = Ovn::start();
     let d = Daemon::start(&ovn.nb).await;
     let other = d.dir.path().join("other.sock");
-    let mut second = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_ovnlbd")])
-        .arg("--nb")
-        .arg(format!("unix:{}", ovn.nb.sock.display()))
-        .arg("--dir")
-        .arg(d.dir.path())
+    let mut second = ovnlbd(&[], &ovn.nb, d.dir.path())
         .arg("--socket")
         .arg(&other)
-        .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -448,17 +450,7 @@ async fn sigterm_answers_every_waiter_and_exits() {
     let ovn = Ovn::start();
     let tmp = tempfile::tempdir_in(tmp_base()).unwrap();
     let sock = tmp.path().join("unix.socket");
-    // (setpriv execs ovnlbd in its place: the pid is ovnlbd's, killed if we die.)
-    let mut child = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_ovnlbd")])
-        .arg("--nb")
-        .arg(format!("unix:{}", ovn.nb.sock.display()))
-        .arg("--dir")
-        .arg(tmp.path())
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ovnlbd(&[], &ovn.nb, tmp.path()).spawn().unwrap();
     eventually(20, "socket", || sock.exists().then_some(())).await;
     let c = Client::unix(&sock);
     networks(&c).await;
@@ -655,24 +647,9 @@ async fn idle_connections_never_stop_a_request() {
     let tmp = tempfile::tempdir_in(tmp_base()).unwrap();
     let sock = tmp.path().join("unix.socket");
     let port = free_port();
-    let mut child = Command::new("prlimit")
-        .args([
-            "--nofile=1024:1024",
-            "--",
-            "setpriv",
-            "--pdeathsig",
-            "KILL",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_ovnlbd"))
-        .arg("--nb")
-        .arg(format!("unix:{}", nb.sock.display()))
-        .arg("--dir")
-        .arg(tmp.path())
+    let mut child = ovnlbd(&["prlimit", "--nofile=1024:1024", "--"], &nb, tmp.path())
         .arg("--https-listen")
         .arg(format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     eventually(20, "socket", || sock.exists().then_some(())).await;
@@ -902,16 +879,10 @@ async fn an_nb_message_over_the_limit_is_logged_with_the_limit() {
         "nb_max_message_bytes = 1048576\nmax_row_bytes = 262144\n",
     )
     .unwrap();
-    let mut child = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--", env!("CARGO_BIN_EXE_ovnlbd")])
+    let mut child = ovnlbd(&[], &ovn.nb, tmp.path())
         .arg("--config")
         .arg(&conf)
-        .arg("--nb")
-        .arg(format!("unix:{}", ovn.nb.sock.display()))
-        .arg("--dir")
-        .arg(tmp.path())
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
