@@ -20,8 +20,37 @@ use crate::reconcile::controller::{Controller, ControllerOptions};
 use crate::reconcile::plan::{listen_index, vip_index};
 use crate::store::{SqliteStore, Store};
 
-/// Default state directory.
-pub const DEFAULT_DIR: &str = "/var/lib/ovnlb";
+pub use crate::cli::DEFAULT_DIR;
+
+/// NB connection flags, shared by `ovnlb reconcile` and `ovnlbd`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NbArgs {
+    /// NB remotes, as ovn-nbctl takes them (tcp:IP:PORT,ssl:IP:PORT,unix:PATH).
+    #[arg(long, env = "OVNLB_NB")]
+    pub nb: Option<String>,
+    /// CA certificate for ssl: remotes.
+    #[arg(long)]
+    pub nb_ca: Option<std::path::PathBuf>,
+    /// Client certificate for ssl: remotes.
+    #[arg(long)]
+    pub nb_cert: Option<std::path::PathBuf>,
+    /// Client private key for ssl: remotes.
+    #[arg(long)]
+    pub nb_key: Option<std::path::PathBuf>,
+}
+
+impl NbArgs {
+    /// The settings these flags give (the rest unset).
+    pub fn settings(self) -> Settings {
+        Settings {
+            nb: self.nb,
+            nb_ca: self.nb_ca,
+            nb_cert: self.nb_cert,
+            nb_key: self.nb_key,
+            ..Default::default()
+        }
+    }
+}
 
 /// ovnlbd's settings. Every field may come from the TOML file; the binary overlays the
 /// environment and flags.

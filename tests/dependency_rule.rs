@@ -2,7 +2,7 @@
 //! `ovnlb::…`) path under `src/` names a module its own module may depend on. Test code
 //! (`#[cfg(test)]` to the end of a file) and comments are not counted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Module → the modules it may use (besides itself).
@@ -51,21 +51,6 @@ fn rule() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("bin", &["daemon", "cli"][..]),
     ])
 }
-
-/// Arrows the rule does not allow yet, each with the work that removes it (issue 10).
-/// This list may only shrink.
-const NOT_YET: &[(&str, &str, &str)] = &[
-    (
-        "cli",
-        "ovsdb",
-        "TLS files and `ovnlb reconcile`: a crate-level tls, reconcile wired by the binary",
-    ),
-    (
-        "cli",
-        "daemon",
-        "NbArgs and the daemon's settings: beside each other",
-    ),
-];
 
 fn module_of(rel: &Path) -> String {
     let mut parts = rel.iter().map(|p| p.to_string_lossy().into_owned());
@@ -123,12 +108,10 @@ fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
 fn every_crate_path_follows_the_dependency_rule() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let rule = rule();
-    let not_yet: BTreeSet<(&str, &str)> = NOT_YET.iter().map(|(a, b, _)| (*a, *b)).collect();
     let mut files = Vec::new();
     walk(&src, &mut files);
     files.sort();
     let mut bad = Vec::new();
-    let mut used_not_yet = BTreeSet::new();
     for f in &files {
         let rel = f.strip_prefix(&src).unwrap();
         let module = module_of(rel);
@@ -153,10 +136,6 @@ fn every_crate_path_follows_the_dependency_rule() {
                 if t == module || allowed.contains(&t.as_str()) || !rule.contains_key(t.as_str()) {
                     continue;
                 }
-                if not_yet.contains(&(module.as_str(), t.as_str())) {
-                    used_not_yet.insert((module.clone(), t.clone()));
-                    continue;
-                }
                 bad.push(format!("src/{}:{}: {module} -> {t}", rel.display(), n + 1));
             }
         }
@@ -165,13 +144,5 @@ fn every_crate_path_follows_the_dependency_rule() {
         bad.is_empty(),
         "arrows outside the dependency rule of src/lib.rs:\n{}",
         bad.join("\n")
-    );
-    let stale: Vec<_> = not_yet
-        .iter()
-        .filter(|(a, b)| !used_not_yet.contains(&((*a).to_owned(), (*b).to_owned())))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "arrows in NOT_YET that no longer exist (remove them): {stale:?}"
     );
 }

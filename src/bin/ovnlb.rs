@@ -36,7 +36,7 @@ enum Command {
     /// matches the desired state afterwards.
     Reconcile {
         #[command(flatten)]
-        nb: ovnlb::cli::NbArgs,
+        nb: ovnlb::daemon::NbArgs,
         /// The desired state (YAML: networks with load_balancers and forwards).
         #[arg(
             short = 'f',
@@ -101,13 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile {
-            nb:
-                ovnlb::cli::NbArgs {
-                    nb,
-                    nb_ca,
-                    nb_cert,
-                    nb_key,
-                },
+            nb,
             file,
             db,
             dry_run,
@@ -121,13 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, Some(db)) => ovnlb::daemon::Source::Db(db),
                 (None, None) => anyhow::bail!("give -f FILE or --db STORE"),
             };
-            let nb = ovnlb::daemon::Settings {
-                nb,
-                nb_ca,
-                nb_cert,
-                nb_key,
-                ..Default::default()
-            };
+            let nb = nb.settings();
             let pass = ovnlb::daemon::OneShot {
                 source,
                 nb,

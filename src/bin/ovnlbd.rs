@@ -20,7 +20,7 @@ struct Flags {
     #[arg(long, env = "OVNLB_CONFIG")]
     config: Option<PathBuf>,
     #[command(flatten)]
-    nb: ovnlb::cli::NbArgs,
+    nb: ovnlb::daemon::NbArgs,
     /// Owner id of our NB rows (external_ids:ovnlb:owner).
     #[arg(long)]
     owner: Option<String>,
@@ -47,10 +47,6 @@ struct Flags {
 
 fn settings(f: Flags) -> Result<Settings, String> {
     let flags = Settings {
-        nb: f.nb.nb,
-        nb_ca: f.nb.nb_ca,
-        nb_cert: f.nb.nb_cert,
-        nb_key: f.nb.nb_key,
         owner: f.owner,
         dir: f.dir,
         socket: f.socket,
@@ -58,7 +54,7 @@ fn settings(f: Flags) -> Result<Settings, String> {
         resync_seconds: f.resync_seconds,
         metrics_listen: f.metrics_listen,
         https_listen: f.https_listen,
-        ..Settings::default()
+        ..f.nb.settings()
     };
     let file = match f.config {
         Some(p) => Settings::from_file(&p)?,

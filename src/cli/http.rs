@@ -85,7 +85,7 @@ impl Client {
     ///
     /// # Errors
     /// A URL that is not `https://host:port`, unreadable or unusable files.
-    pub fn https(url: &str, files: &crate::ovsdb::TlsFiles) -> Result<Client, ClientError> {
+    pub fn https(url: &str, files: &crate::tls::TlsFiles) -> Result<Client, ClientError> {
         let rest = url
             .strip_prefix("https://")
             .ok_or_else(|| ClientError::Http(format!("{url}: only https:// remotes")))?
@@ -100,8 +100,7 @@ impl Client {
             .to_owned();
         let name = rustls_pki_types::ServerName::try_from(host)
             .map_err(|e| ClientError::Http(format!("{url}: {e}")))?;
-        let tls =
-            crate::ovsdb::tls_client_config(files).map_err(|e| ClientError::Http(e.to_string()))?;
+        let tls = crate::tls::client_config(files).map_err(|e| ClientError::Http(e.to_string()))?;
         Ok(Client {
             transport: Transport::Https {
                 addr: rest.to_owned(),

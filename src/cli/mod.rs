@@ -297,22 +297,9 @@ pub enum PortCmd {
     },
 }
 
-/// NB connection flags, shared by `ovnlb reconcile` and `ovnlbd`.
-#[derive(Debug, Clone, Args)]
-pub struct NbArgs {
-    /// NB remotes, as ovn-nbctl takes them (tcp:IP:PORT,ssl:IP:PORT,unix:PATH).
-    #[arg(long, env = "OVNLB_NB")]
-    pub nb: Option<String>,
-    /// CA certificate for ssl: remotes.
-    #[arg(long)]
-    pub nb_ca: Option<std::path::PathBuf>,
-    /// Client certificate for ssl: remotes.
-    #[arg(long)]
-    pub nb_cert: Option<std::path::PathBuf>,
-    /// Client private key for ssl: remotes.
-    #[arg(long)]
-    pub nb_key: Option<std::path::PathBuf>,
-}
+/// Where ovnlbd keeps its state (database, socket) unless told otherwise; the CLI
+/// looks for the daemon's socket there.
+pub const DEFAULT_DIR: &str = "/var/lib/ovnlb";
 
 /// How to reach the daemon.
 #[derive(Debug, Clone, Args)]
@@ -346,7 +333,7 @@ impl Connect {
                     "--remote needs --tls-ca (the server's certificate), --tls-cert and --tls-key",
                 );
             };
-            let files = crate::ovsdb::TlsFiles {
+            let files = crate::tls::TlsFiles {
                 ca,
                 cert: self.tls_cert.clone(),
                 key: self.tls_key.clone(),
@@ -356,7 +343,7 @@ impl Connect {
         let path = self.socket.clone().unwrap_or_else(|| {
             std::env::var_os("OVNLB_DIR")
                 .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| crate::daemon::DEFAULT_DIR.into())
+                .unwrap_or_else(|| DEFAULT_DIR.into())
                 .join("unix.socket")
         });
         Ok(Client::unix(path))

@@ -79,16 +79,7 @@ pub fn parse_remotes(s: &str) -> Result<Vec<Remote>, Error> {
     Ok(v)
 }
 
-/// TLS material for `ssl:` remotes: the CA that signs servers, and our certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// PEM CA certificate(s) trusted for the server.
-    pub ca: PathBuf,
-    /// PEM client certificate (chain); ovsdb-server with `--ca-cert` requires one.
-    pub cert: Option<PathBuf>,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the client certificate.
-    pub key: Option<PathBuf>,
-}
+pub use crate::tls::TlsFiles;
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]

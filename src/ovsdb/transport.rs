@@ -5,16 +5,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
-use super::config::{ConnectConfig, Remote, TlsFiles};
+use super::config::{ConnectConfig, Remote};
 use super::error::Error;
+use crate::tls::TlsFiles;
 
 /// A connected stream of any supported kind.
 #[derive(Debug)]
@@ -69,56 +69,12 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Build a rustls client configuration from PEM files.
+/// Build a rustls client configuration from PEM files ([`crate::tls::client_config`]).
 ///
 /// # Errors
 /// [`Error::Tls`] naming the file that cannot be read or holds nothing usable.
 pub fn tls_client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, Error> {
-    let mut roots = RootCertStore::empty();
-    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.ca)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| Error::Tls(format!("CA file {}: {e}", files.ca.display())))?;
-    if cas.is_empty() {
-        return Err(Error::Tls(format!(
-            "CA file {}: no certificate in it",
-            files.ca.display()
-        )));
-    }
-    for c in cas {
-        roots
-            .add(c)
-            .map_err(|e| Error::Tls(format!("CA file {}: {e}", files.ca.display())))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
-        .with_root_certificates(roots);
-    let cfg = match (&files.cert, &files.key) {
-        (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|e| Error::Tls(format!("certificate file {}: {e}", cert.display())))?;
-            if chain.is_empty() {
-                return Err(Error::Tls(format!(
-                    "certificate file {}: no certificate in it",
-                    cert.display()
-                )));
-            }
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| Error::Tls(format!("private key file {}: {e}", key.display())))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| Error::Tls(format!("client certificate/key: {e}")))?
-        }
-        (None, None) => builder.with_no_client_auth(),
-        _ => {
-            return Err(Error::Tls(
-                "a client certificate needs both a cert and a key file".into(),
-            ))
-        }
-    };
-    Ok(Arc::new(cfg))
+    crate::tls::client_config(files).map_err(|e| Error::Tls(e.0))
 }
 
 /// Connect to one remote.
