@@ -165,6 +165,58 @@ impl Drop for Peer {
     }
 }
 
+/// `ovnlb_nb_echo_seconds` as ovnlbd's `/1.0/metrics` shows it: cumulative buckets, sum
+/// and count.
+struct Echo {
+    buckets: Vec<(String, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl Echo {
+    async fn read(c: &Client) -> Echo {
+        let (_, text) = c.text("/1.0/metrics").await.unwrap();
+        let mut e = Echo {
+            buckets: Vec::new(),
+            sum: 0.0,
+            count: 0,
+        };
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("ovnlb_nb_echo_seconds_bucket{le=\"") {
+                let (le, n) = rest.split_once("\"} ").unwrap();
+                e.buckets.push((le.to_owned(), n.parse().unwrap()));
+            } else if let Some(v) = l.strip_prefix("ovnlb_nb_echo_seconds_sum ") {
+                e.sum = v.parse().unwrap();
+            } else if let Some(v) = l.strip_prefix("ovnlb_nb_echo_seconds_count ") {
+                e.count = v.parse().unwrap();
+            }
+        }
+        e
+    }
+
+    /// The samples taken between `before` and `self`: their mean, and the bucket that
+    /// holds the worst of them.
+    fn since(&self, before: &Echo) -> String {
+        let n = self.count - before.count;
+        if n == 0 {
+            return "no sample".into();
+        }
+        let worst = self
+            .buckets
+            .iter()
+            .zip(&before.buckets)
+            .find(|((_, a), (_, b))| a - b == n)
+            .map_or("?", |((le, _), _)| le.as_str());
+        format!(
+            "{:.3} ms / ≤ {} ms ({n} samples)",
+            (self.sum - before.sum) * 1000.0 / n as f64,
+            worst
+                .parse::<f64>()
+                .map_or(worst.to_owned(), |s| format!("{}", s * 1000.0))
+        )
+    }
+}
+
 /// ovnlbd (its own NB and state) for the side-by-side samples.
 async fn ours() -> (
     common::OvsdbServer,
@@ -297,6 +349,10 @@ async fn main() {
         }
     });
 
+    // The NB echo round trip on ovnlbd's own session (probed every second): idle first.
+    let e0 = Echo::read(&c).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let e1 = Echo::read(&c).await;
     let (cpu0, _, _) = usage(pid);
     let t0 = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -333,6 +389,7 @@ async fn main() {
         t.await.unwrap();
     }
     let acked = t0.elapsed();
+    let e2 = Echo::read(&c).await;
     while !pending.lock().unwrap().is_empty() {
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(
@@ -378,6 +435,14 @@ async fn main() {
         "| ovnlbd RSS at the end / peak | {:.1} / {:.1} MiB |",
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
+    );
+    println!(
+        "| NB echo round trip on ovnlbd's session, idle: mean / worst | {} |",
+        e1.since(&e0)
+    );
+    println!(
+        "| NB echo round trip on ovnlbd's session, while {clients} clients write: mean / worst | {} |",
+        e2.since(&e1)
     );
     // One create at a time on top of the N present, each until NB holds it.
     let mut lat = Vec::new();

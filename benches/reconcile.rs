@@ -231,10 +231,10 @@ async fn change_latency(n: usize, samples: usize) -> (f64, f64, f64, (f64, f64),
     // revisions, then a fresh one's first resync compares every row: nothing is known
     // clean yet.)
     let mut probe = Controller::new(s.clone(), store.clone(), ControllerOptions::default());
-    probe.load();
+    probe.load().await;
     probe.resync().await;
     let mut probe = Controller::new(s.clone(), store.clone(), ControllerOptions::default());
-    probe.load();
+    probe.load().await;
     let t0 = Instant::now();
     probe.resync().await;
     let first_resync = ms(t0.elapsed());

@@ -279,6 +279,30 @@ pub fn nb_session(settings: &Settings) -> Result<Session, DaemonError> {
     Ok(Session::start(cfg)?)
 }
 
+/// How often ovnlbd measures the NB round trip on its own session.
+pub const NB_ECHO_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Every [`NB_ECHO_EVERY`], an `echo` on the controller's NB session, its round trip
+/// recorded (`ovnlb_nb_echo_seconds`): NB's responsiveness as ovnlbd sees it, the runtime
+/// included (a worker held by other work delays the reply's processing).
+async fn nb_echo_probe(
+    session: Session,
+    metrics: Arc<crate::metrics::Metrics>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(NB_ECHO_EVERY) => {}
+            () = cancel.cancelled() => return,
+        }
+        let t0 = std::time::Instant::now();
+        let echo = tokio::time::timeout(NB_ECHO_EVERY * 5, session.sync());
+        if let Ok(Ok(())) = echo.await {
+            metrics.nb_echo_seconds.observe(t0.elapsed());
+        }
+    }
+}
+
 /// Run ovnlbd until `cancel`: the store at `<dir>/ovnlb.db`, the NB session, the
 /// controller and the API on the unix socket (and HTTPS, metrics when set). `ready`,
 /// when given, receives the socket path once the API listens.
@@ -308,7 +332,11 @@ pub async fn run(
             .mode(0o600)
             .open(&db)?;
     }
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db)?);
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(db))
+            .await
+            .map_err(|e| DaemonError::Settings(format!("opening the store: {e}")))??,
+    );
     let session = nb_session(&settings)?;
     let owner = settings.owner.clone().unwrap_or_else(|| "ovnlb".into());
     let mut opts = ControllerOptions {
@@ -322,7 +350,7 @@ pub async fn run(
     let controller = Controller::new(session.clone(), store.clone(), opts);
     let status = controller.status();
     let state = AppState {
-        store,
+        store: crate::store::Handle::new(store),
         nb: Some(Arc::new(session.clone())),
         status: Some(status.clone()),
         limits,
@@ -336,6 +364,11 @@ pub async fn run(
     };
     let tracker = TaskTracker::new();
     let ctl_cancel = CancellationToken::new();
+    tracker.spawn(nb_echo_probe(
+        session.clone(),
+        controller.metrics(),
+        ctl_cancel.clone(),
+    ));
     tracker.spawn(controller.run(ctl_cancel.clone()));
     let socket = settings.socket();
     let listeners = 1
@@ -473,9 +506,16 @@ pub async fn reconcile_once(o: OneShot) -> Result<OneShotOutcome, DaemonError> {
             if !db.exists() {
                 return Err(fail(format!("{}: no such store", db.display())));
             }
-            SqliteStore::open(db)
-                .map_err(|e| fail(format!("opening {}: {e}", db.display())))?
-                .desired_state()?
+            // Off the runtime's workers, as every SQLite call.
+            let path = db.clone();
+            tokio::task::spawn_blocking(move || {
+                SqliteStore::open(&path)
+                    .map_err(|e| fail(format!("opening {}: {e}", path.display())))?
+                    .desired_state()
+                    .map_err(DaemonError::from)
+            })
+            .await
+            .map_err(|e| fail(format!("reading {}: {e}", db.display())))??
         }
     };
     let nb =

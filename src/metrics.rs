@@ -89,6 +89,8 @@ pub struct Metrics {
     pub plan_seconds: Histogram,
     /// Commit time per transaction (until the server's reply).
     pub commit_seconds: Histogram,
+    /// Round trip of an `echo` on the controller's NB session (ovnlbd probes it).
+    pub nb_echo_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -103,6 +105,7 @@ impl Default for Metrics {
             wakeups: AtomicU64::new(0),
             plan_seconds: Histogram::new(LATENCY_BUCKETS),
             commit_seconds: Histogram::new(LATENCY_BUCKETS),
+            nb_echo_seconds: Histogram::new(LATENCY_BUCKETS),
         }
     }
 }
@@ -167,6 +170,11 @@ impl Metrics {
             &mut out,
             "ovnlb_commit_seconds",
             "Time from sending a transaction to its reply.",
+        );
+        self.nb_echo_seconds.render(
+            &mut out,
+            "ovnlb_nb_echo_seconds",
+            "Round trip of an echo on the NB session, probed every second.",
         );
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

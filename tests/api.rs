@@ -459,6 +459,19 @@ async fn every_endpoint_against_real_nb() {
     );
     assert_eq!(value("ovnlb_keys"), 2.0);
     assert_eq!(value("ovnlb_keys_failing"), 0.0);
+    // The NB echo probe measures the session's round trip (every second).
+    let cr = &c;
+    eventually_async(10, "an NB echo round trip recorded", move || async move {
+        let c = cr;
+        let (_, text) = c.text("/1.0/metrics").await.ok()?;
+        let n: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ovnlb_nb_echo_seconds_count "))?
+            .parse()
+            .ok()?;
+        (n > 0.0).then_some(())
+    })
+    .await;
 
     // Restart: the state is kept and NB stays as it was.
     let dump = ovn

@@ -226,7 +226,7 @@ async fn resync_repairs_drift_after_a_clean_pass() {
     let s = nb_session(ovn.nb.unix(), vec![listen_index()]);
     s.cache().wait_ready().await;
     let mut ctl = Controller::new(s.clone(), store.clone(), ControllerOptions::default());
-    ctl.load();
+    ctl.load().await;
     ctl.resync().await; // creates
     ctl.resync().await; // clean: remembered
     let clean = ovn

@@ -29,14 +29,14 @@ use serde_json::json;
 use crate::lb::network::NbFacts;
 use crate::lb::validate::Limits;
 use crate::progress::Status;
-use crate::store::Store;
+use crate::store::{Handle, Store};
 pub use response::ApiError;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// Desired state.
-    pub store: Arc<dyn Store>,
+    /// Desired state; every call runs off the runtime's workers.
+    pub store: Handle,
     /// Facts of NB, for checks (routers, switches, derived subnets), `/state` and the
     /// gauges; `None` runs the API on the store alone.
     pub nb: Option<Arc<dyn NbFacts>>,
@@ -60,7 +60,7 @@ impl AppState {
     /// State over a store only (no NB, no controller).
     pub fn new(store: Arc<dyn Store>) -> AppState {
         AppState {
-            store,
+            store: Handle::new(store),
             nb: None,
             status: None,
             limits: Limits::default(),

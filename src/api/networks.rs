@@ -33,10 +33,16 @@ fn url(name: &str) -> String {
     format!("/1.0/networks/{}", super::response::segment(name))
 }
 
-fn all(st: &AppState) -> Result<Vec<Stored<Network>>, ApiError> {
+async fn all(st: &AppState) -> Result<Vec<Stored<Network>>, ApiError> {
     st.store
-        .networks()
+        .call(|s| s.networks())
+        .await
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+async fn network(st: &AppState, name: &str) -> Result<Stored<Network>, crate::store::StoreError> {
+    let name = name.to_owned();
+    st.store.call(move |s| s.network(&name)).await
 }
 
 /// Check `n` among `others` (every other network), and for an `ovn` network look its
@@ -117,10 +123,11 @@ fn checked(st: &AppState, n: &mut Network, others: &[Network]) -> Result<(), Api
 /// uplink's routes or ranges, an `ovn` network's subnets or uplink cannot change under
 /// them. Only errors the change would add count (the whole desired state is resolved
 /// before and after).
-fn still_valid(st: &AppState, n: &Network) -> Result<(), ApiError> {
+async fn still_valid(st: &AppState, n: &Network) -> Result<(), ApiError> {
     let before = st
         .store
-        .desired_state()
+        .call(|s| s.desired_state())
+        .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut after = before.clone();
     for d in &mut after.networks {
@@ -171,7 +178,7 @@ pub async fn list(
     Query(q): Query<Common>,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    let nets = all(&st)?;
+    let nets = all(&st).await?;
     if q.recursive() {
         Ok(sync(
             nets.iter().map(|n| served(&n.value)).collect::<Vec<_>>(),
@@ -194,7 +201,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let mut n: Network = json_body(&body)?;
-    let others: Vec<Network> = all(&st)?.into_iter().map(|s| s.value).collect();
+    let others: Vec<Network> = all(&st).await?.into_iter().map(|s| s.value).collect();
     if others.iter().any(|o| o.name == n.name) {
         return Err(ApiError::conflict(format!(
             "Network \"{}\" already exists",
@@ -205,8 +212,10 @@ pub async fn create(
         nb_settle(&st).await;
     }
     checked(&st, &mut n, &others)?;
+    let new = n.clone();
     st.store
-        .create_network(&n)
+        .call(move |s| s.create_network(&new))
+        .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     Ok(created(&url(&n.name)))
 }
@@ -221,9 +230,8 @@ pub async fn show(
     Query(q): Query<Common>,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    let s = st
-        .store
-        .network(&name)
+    let s = network(&st, &name)
+        .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     Ok(sync_etag(served(&s.value), s.revision))
 }
@@ -236,7 +244,7 @@ async fn write(
     config: Config,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
-    let nets: Vec<Network> = all(&st)?.into_iter().map(|s| s.value).collect();
+    let nets: Vec<Network> = all(&st).await?.into_iter().map(|s| s.value).collect();
     let Some(current) = nets.iter().find(|n| n.name == name).cloned() else {
         return Err(ApiError::not_found("Network not found"));
     };
@@ -251,9 +259,10 @@ async fn write(
         nb_settle(&st).await;
     }
     checked(&st, &mut n, &others)?;
-    still_valid(&st, &n)?;
+    still_valid(&st, &n).await?;
     st.store
-        .update_network(&n, expected)
+        .call(move |s| s.update_network(&n, expected))
+        .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     Ok(sync(Value::Null))
 }
@@ -296,9 +305,8 @@ pub async fn patch(
     super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    let stored = st
-        .store
-        .network(&name)
+    let stored = network(&st, &name)
+        .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     let patch: Value = json_body(&body)?;
     let Value::Object(patch) = patch else {
@@ -356,7 +364,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     // An uplink still used by an ovn network stays.
-    let nets: Vec<Network> = all(&st)?.into_iter().map(|s| s.value).collect();
+    let nets: Vec<Network> = all(&st).await?.into_iter().map(|s| s.value).collect();
     if let Some(user) = nets
         .iter()
         .find(|n| n.kind == "ovn" && n.config.get("network") == Some(&name))
@@ -366,8 +374,10 @@ pub async fn delete(
             user.name
         )));
     }
+    let expected = if_match(&headers)?;
     st.store
-        .delete_network(&name, if_match(&headers)?)
+        .call(move |s| s.delete_network(&name, expected))
+        .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     Ok(sync(Value::Null))
 }

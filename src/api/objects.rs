@@ -194,31 +194,40 @@ fn url<K: Kind>(net: &str, listen: &str) -> String {
 ///
 /// # Errors
 /// 404 for an unknown network, 400 for one that cannot have load balancers or forwards.
-pub fn ovn_context(
+pub async fn ovn_context(
     st: &AppState,
     network: &str,
     what: &str,
 ) -> Result<(OvnNetwork, Uplink), ApiError> {
     // The network and its uplink only: a request costs the same with many networks.
-    let n = match st.store.network(network) {
-        Ok(s) => s.value,
-        Err(StoreError::NotFound(_)) => return Err(ApiError::not_found("Network not found")),
-        Err(e) => return Err(ApiError::internal(e.to_string())),
-    };
+    let name = network.to_owned();
+    let (n, up) = st
+        .store
+        .call(move |s| {
+            let n = s.network(&name)?.value;
+            let up = match n.config.get("network").map(|u| u.trim()) {
+                Some(up) if n.kind == "ovn" => match s.network(up) {
+                    Ok(u) => Some(u.value),
+                    Err(StoreError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                },
+                _ => None,
+            };
+            Ok((n, up))
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => ApiError::not_found("Network not found"),
+            e => ApiError::internal(e.to_string()),
+        })?;
     if n.kind != "ovn" {
         return Err(ApiError::bad_request(format!(
             "Network driver \"{}\" does not support {what}s",
             n.kind
         )));
     }
-    let mut all = vec![n.clone()];
-    if let Some(up) = n.config.get("network").map(|u| u.trim()) {
-        match st.store.network(up) {
-            Ok(u) => all.push(u.value),
-            Err(StoreError::NotFound(_)) => {}
-            Err(e) => return Err(ApiError::internal(e.to_string())),
-        }
-    }
+    let mut all = vec![n];
+    all.extend(up);
     let n = &all[0];
     let mut net = validate::parse_ovn(n, &all).map_err(|e| ApiError::invalid(&e))?;
     if !net.subnets_given {
@@ -236,6 +245,16 @@ pub fn ovn_context(
     Ok((net, up))
 }
 
+/// One object, read off the runtime's workers.
+async fn get<K: Kind>(
+    st: &AppState,
+    network: &str,
+    listen: &str,
+) -> Result<Stored<K::Post>, StoreError> {
+    let (net, l) = (network.to_owned(), listen.to_owned());
+    st.store.call(move |s| K::get(s, &net, &l)).await
+}
+
 /// The listen address of a path, canonical.
 fn path_listen(addr: &str) -> String {
     canonical_ip(addr).unwrap_or_else(|| addr.to_owned())
@@ -243,7 +262,7 @@ fn path_listen(addr: &str) -> String {
 
 /// Normalise and validate `o` for `network`; `ctx` is its [`ovn_context`] when the
 /// caller has it already.
-fn checked<K: Kind>(
+async fn checked<K: Kind>(
     st: &AppState,
     network: &str,
     ctx: Option<(OvnNetwork, Uplink)>,
@@ -252,7 +271,7 @@ fn checked<K: Kind>(
     K::normalise(o);
     let (net, up) = match ctx {
         Some(c) => c,
-        None => ovn_context(st, network, K::WHAT)?,
+        None => ovn_context(st, network, K::WHAT).await?,
     };
     let errors = K::validate(o, &net, &up, &st.limits);
     if errors.is_empty() {
@@ -343,8 +362,12 @@ pub async fn list<K: Kind>(
     Query(q): Query<Common>,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    ovn_context(&st, &network, K::WHAT)?;
-    let objs = K::list(st.store.as_ref(), &network)
+    ovn_context(&st, &network, K::WHAT).await?;
+    let net = network.clone();
+    let objs = st
+        .store
+        .call(move |s| K::list(s, &net))
+        .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     if q.recursive() {
         let v: Vec<Served<'_, K::Post>> = objs.iter().map(|s| served::<K>(&s.value)).collect();
@@ -379,8 +402,12 @@ pub async fn create<K: Kind>(
         ));
     }
     o = K::join(listen, put);
-    checked::<K>(&st, &network, None, &mut o)?;
-    let revision = K::create(st.store.as_ref(), &network, &o)
+    checked::<K>(&st, &network, None, &mut o).await?;
+    let (net, obj) = (network.clone(), o.clone());
+    let revision = st
+        .store
+        .call(move |s| K::create(s, &net, &obj))
+        .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     let listen = K::split(o).0;
     wait.applied(&network, &listen, Some(revision)).await?;
@@ -397,8 +424,9 @@ pub async fn show<K: Kind>(
     Query(q): Query<Common>,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    ovn_context(&st, &network, K::WHAT)?;
-    let s = K::get(st.store.as_ref(), &network, &path_listen(&addr))
+    ovn_context(&st, &network, K::WHAT).await?;
+    let s = get::<K>(&st, &network, &path_listen(&addr))
+        .await
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
     Ok(sync_etag(served::<K>(&s.value), s.revision))
 }
@@ -418,9 +446,13 @@ async fn write<K: Kind>(
     let mut put = put;
     drop_empty::<K>(&mut put);
     let mut o = K::join(listen.clone(), put);
-    checked::<K>(&st, &network, ctx, &mut o)?;
+    checked::<K>(&st, &network, ctx, &mut o).await?;
     let (listen, put) = K::split(o);
-    let revision = K::update(st.store.as_ref(), &network, &listen, &put, expected)
+    let (net, l) = (network.clone(), listen.clone());
+    let revision = st
+        .store
+        .call(move |s| K::update(s, &net, &l, &put, expected))
+        .await
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
     wait.applied(&network, &listen, Some(revision)).await?;
     Ok(sync(Value::Null))
@@ -440,13 +472,23 @@ pub async fn put<K: Kind>(
     q.check_project()?;
     let put: K::Put = json_body(&body)?;
     // The object must exist first (404 before any validation message).
-    K::get(st.store.as_ref(), &network, &path_listen(&addr)).map_err(|e| match e {
-        StoreError::NotFound(_) => match st.store.network(&network) {
-            Err(_) => ApiError::not_found("Network not found"),
-            Ok(_) => ApiError::not_found(K::NOT_FOUND),
-        },
-        e => ApiError::internal(e.to_string()),
-    })?;
+    let (net, l) = (network.clone(), path_listen(&addr));
+    let missing = st
+        .store
+        .call(move |s| match K::get(s, &net, &l) {
+            Ok(_) => Ok(None),
+            Err(StoreError::NotFound(_)) => Ok(Some(if s.network(&net).is_ok() {
+                K::NOT_FOUND
+            } else {
+                "Network not found"
+            })),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(what) = missing {
+        return Err(ApiError::not_found(what));
+    }
     write::<K>(st, None, network, addr, q, headers, put).await
 }
 
@@ -505,8 +547,9 @@ pub async fn patch<K: Kind>(
     super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    let ctx = ovn_context(&st, &network, K::WHAT)?;
-    let stored = K::get(st.store.as_ref(), &network, &path_listen(&addr))
+    let ctx = ovn_context(&st, &network, K::WHAT).await?;
+    let stored = get::<K>(&st, &network, &path_listen(&addr))
+        .await
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
     // A PATCH builds on what it read: with no If-Match, on exactly that revision.
     let expected = if_match(&headers)?.unwrap_or(stored.revision);
@@ -531,9 +574,13 @@ pub async fn delete<K: Kind>(
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let wait = Wait::of(&st, &q)?;
-    ovn_context(&st, &network, K::WHAT)?;
+    ovn_context(&st, &network, K::WHAT).await?;
     let listen = path_listen(&addr);
-    K::delete(st.store.as_ref(), &network, &listen, if_match(&headers)?)
+    let expected = if_match(&headers)?;
+    let (net, l) = (network.clone(), listen.clone());
+    st.store
+        .call(move |s| K::delete(s, &net, &l, expected))
+        .await
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
     wait.applied(&network, &listen, None).await?;
     Ok(sync(Value::Null))
@@ -550,9 +597,10 @@ pub async fn state<K: Kind>(
     Query(q): Query<Common>,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    let (net, _) = ovn_context(&st, &network, K::WHAT)?;
+    let (net, _) = ovn_context(&st, &network, K::WHAT).await?;
     let listen = path_listen(&addr);
-    let s = K::get(st.store.as_ref(), &network, &listen)
+    let s = get::<K>(&st, &network, &listen)
+        .await
         .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
     let key = st.status.as_ref().and_then(|s| s.key(&network, &listen));
     let net_error = st.status.as_ref().and_then(|s| s.network_error(&network));

@@ -26,7 +26,7 @@ use crate::lb::validate::{self, Limits, OvnNetwork};
 use crate::metrics::Metrics;
 use crate::nb::{LoadBalancer, LogicalRouter, LogicalSwitch, Table};
 use crate::ovsdb::{CacheRow, CacheView, Changes, Session};
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Change, Handle, Store, StoreError, Stored};
 
 use crate::progress::{Key, KeyStatus, Status};
 
@@ -123,7 +123,7 @@ impl Object {
 /// The controller. Build it, then `run` it until cancelled.
 pub struct Controller {
     session: Session,
-    store: Arc<dyn Store>,
+    store: Handle,
     opts: ControllerOptions,
     status: Status,
     /// Parsed networks (`None`: invalid or not an `ovn` network).
@@ -199,13 +199,56 @@ fn listen_rows(v: &CacheView, index: &crate::ovsdb::IndexSpec, listen: &str) -> 
     versions(v.lookup(index, &crate::ovsdb::Datum::scalar(listen)).iter())
 }
 
+/// The stored objects of one network.
+#[derive(Default)]
+struct Objects {
+    lbs: Vec<Stored<LoadBalancersPost>>,
+    fwds: Vec<Stored<ForwardsPost>>,
+}
+
+/// What a store change names, as the store holds it now.
+enum Intake {
+    /// The object (`None`: gone).
+    Object(Option<Object>),
+    /// Every network (the changed one among them, or not: deleted) and the changed
+    /// network's objects.
+    Network { all: Vec<Network>, objects: Objects },
+}
+
+/// Read what `c` touched (on a blocking thread, with the store).
+fn intake(s: &dyn Store, c: Change) -> (Change, Result<Intake, StoreError>) {
+    let got = match &c.listen {
+        Some(listen) => match s.load_balancer(&c.network, listen) {
+            Ok(o) => Ok(Intake::Object(Some(Object::lb(o.value, o.revision)))),
+            Err(StoreError::NotFound(_)) => match s.forward(&c.network, listen) {
+                Ok(o) => Ok(Intake::Object(Some(Object::fwd(o.value, o.revision)))),
+                Err(_) => Ok(Intake::Object(None)),
+            },
+            Err(e) => Err(e),
+        },
+        None => s.networks().map(|all| {
+            let all: Vec<Network> = all.into_iter().map(|n| n.value).collect();
+            let objects = if all.iter().any(|n| n.name == c.network && n.kind == "ovn") {
+                Objects {
+                    lbs: s.load_balancers(&c.network).unwrap_or_default(),
+                    fwds: s.forwards(&c.network).unwrap_or_default(),
+                }
+            } else {
+                Objects::default()
+            };
+            Intake::Network { all, objects }
+        }),
+    };
+    (c, got)
+}
+
 impl Controller {
     /// A controller of `store` into the NB of `session` (which should monitor
     /// [`crate::nb::monitor_requests`] with [`plan::listen_index`]).
     pub fn new(session: Session, store: Arc<dyn Store>, opts: ControllerOptions) -> Controller {
         Controller {
             session,
-            store,
+            store: Handle::new(store),
             opts,
             status: Status::default(),
             nets: HashMap::default(),
@@ -223,14 +266,14 @@ impl Controller {
     }
 
     /// Apply the store's changes that have arrived, if any.
-    fn take_store_changes(&mut self) {
+    async fn take_store_changes(&mut self) {
         let c = self
             .store_feed
             .as_mut()
             .map(|f| f.try_changed())
             .unwrap_or_default();
         if !c.is_empty() {
-            self.on_store(c);
+            self.on_store(c).await;
         }
     }
 
@@ -253,7 +296,7 @@ impl Controller {
             _ = cancel.cancelled() => return,
         }
         info!("controller starting: cache ready");
-        self.load();
+        self.load().await;
         let mut next_resync = Instant::now() + self.opts.resync_every;
         loop {
             self.work().await;
@@ -270,7 +313,7 @@ impl Controller {
                         Some(f) => f.changed().await,
                         None => std::future::pending().await,
                     }
-                } => self.on_store(c),
+                } => self.on_store(c).await,
                 c = nb_feed.changed() => self.on_nb(c),
                 _ = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= next_resync {
@@ -283,7 +326,7 @@ impl Controller {
             }
             Metrics::inc(&self.metrics.wakeups);
             // Take whatever else arrived meanwhile in the same round.
-            self.take_store_changes();
+            self.take_store_changes().await;
             let c = nb_feed.try_changed();
             if !c.is_empty() {
                 self.on_nb(c);
@@ -313,19 +356,39 @@ impl Controller {
         Ok(Some(net))
     }
 
-    /// Reload everything from the store (every key dirty): what `run` does first and
-    /// on each periodic resync.
-    pub fn load(&mut self) {
-        let networks = match self.store.networks() {
-            Ok(n) => n.into_iter().map(|s| s.value).collect::<Vec<_>>(),
+    /// Reload everything from the store (every key dirty): what `run` does first. The
+    /// store is read on a blocking thread, in one call.
+    pub async fn load(&mut self) {
+        let state = match self.store.call(|s| s.desired_state()).await {
+            Ok(s) => s,
             Err(e) => return warn!(error = %e, "reading the store"),
         };
+        let networks: Vec<Network> = state.networks.iter().map(|d| d.network.clone()).collect();
         let old_nets = std::mem::take(&mut self.nets);
         let old: BTreeSet<String> = old_nets.keys().cloned().collect();
         let old_objects = std::mem::take(&mut self.objects);
         let old_keys: BTreeSet<Key> = old_objects.keys().cloned().collect();
-        for n in &networks {
-            self.load_network(n, &networks);
+        for d in state.networks {
+            let rev = |l: &str| d.revisions.get(l).copied().unwrap_or_default();
+            let objects = Objects {
+                lbs: d
+                    .load_balancers
+                    .iter()
+                    .map(|o| Stored {
+                        revision: rev(&o.listen_address),
+                        value: o.clone(),
+                    })
+                    .collect(),
+                fwds: d
+                    .forwards
+                    .iter()
+                    .map(|o| Stored {
+                        revision: rev(&o.listen_address),
+                        value: o.clone(),
+                    })
+                    .collect(),
+            };
+            self.load_network(&d.network, &networks, objects);
         }
         // Rendered rows stay valid while their object and network are unchanged.
         self.rendered.retain(|k, _| {
@@ -338,7 +401,7 @@ impl Controller {
         self.dirty.extend(self.objects.keys().cloned());
     }
 
-    fn load_network(&mut self, n: &Network, all: &[Network]) {
+    fn load_network(&mut self, n: &Network, all: &[Network], objects: Objects) {
         let parsed = self.parse_network(n, all);
         match &parsed {
             Ok(_) => {
@@ -353,42 +416,41 @@ impl Controller {
         if n.kind != "ovn" {
             return;
         }
-        if let Ok(lbs) = self.store.load_balancers(&n.name) {
-            for s in lbs {
-                self.objects.insert(
-                    (n.name.clone(), s.value.listen_address.clone()),
-                    Object::lb(s.value, s.revision),
-                );
-            }
+        for s in objects.lbs {
+            self.objects.insert(
+                (n.name.clone(), s.value.listen_address.clone()),
+                Object::lb(s.value, s.revision),
+            );
         }
-        if let Ok(fwds) = self.store.forwards(&n.name) {
-            for s in fwds {
-                self.objects.insert(
-                    (n.name.clone(), s.value.listen_address.clone()),
-                    Object::fwd(s.value, s.revision),
-                );
-            }
+        for s in objects.fwds {
+            self.objects.insert(
+                (n.name.clone(), s.value.listen_address.clone()),
+                Object::fwd(s.value, s.revision),
+            );
         }
     }
 
-    fn on_store(&mut self, changes: BTreeSet<Change>) {
-        for c in changes {
-            match c.listen {
-                Some(listen) => {
-                    let key = (c.network.clone(), listen.clone());
-                    let obj = match self.store.load_balancer(&c.network, &listen) {
-                        Ok(s) => Some(Object::lb(s.value, s.revision)),
-                        Err(StoreError::NotFound(_)) => {
-                            match self.store.forward(&c.network, &listen) {
-                                Ok(s) => Some(Object::fwd(s.value, s.revision)),
-                                Err(_) => None,
-                            }
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "reading the store");
-                            continue;
-                        }
-                    };
+    /// Take in the store's changes: what they touched is read in one call on a blocking
+    /// thread, then applied.
+    async fn on_store(&mut self, changes: BTreeSet<Change>) {
+        let read = self
+            .store
+            .call(move |s| {
+                Ok(changes
+                    .into_iter()
+                    .map(|c| intake(s, c))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => return warn!(error = %e, "reading the store"),
+        };
+        for (c, got) in read {
+            match (c.listen, got) {
+                (_, Err(e)) => warn!(error = %e, "reading the store"),
+                (Some(listen), Ok(Intake::Object(obj))) => {
+                    let key = (c.network.clone(), listen);
                     match obj {
                         Some(o) => self.objects.insert(key.clone(), o),
                         None => self.objects.remove(&key),
@@ -397,13 +459,8 @@ impl Controller {
                     self.rendered.remove(&key);
                     self.dirty.insert(key);
                 }
-                None => {
+                (_, Ok(Intake::Network { all, objects })) => {
                     // The network itself: reload it and all its objects.
-                    let all: Vec<Network> = self
-                        .store
-                        .networks()
-                        .map(|v| v.into_iter().map(|s| s.value).collect())
-                        .unwrap_or_default();
                     let keys: Vec<Key> = self
                         .objects
                         .keys()
@@ -417,7 +474,7 @@ impl Controller {
                     self.dirty.extend(keys);
                     match all.iter().find(|n| n.name == c.network) {
                         Some(n) => {
-                            self.load_network(n, &all);
+                            self.load_network(n, &all, objects);
                             self.removed.remove(&c.network);
                         }
                         None => {
@@ -434,6 +491,7 @@ impl Controller {
                         .collect();
                     self.dirty.extend(now);
                 }
+                (None, Ok(Intake::Object(_))) => {}
             }
         }
     }
@@ -569,7 +627,7 @@ impl Controller {
         }
         // The wait for NB may have been long (an outage): what the store changed meanwhile
         // comes first, so an object deleted while NB was away is never written.
-        self.take_store_changes();
+        self.take_store_changes().await;
         for network in std::mem::take(&mut self.removed) {
             self.remove_network(&network).await;
         }

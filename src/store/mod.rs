@@ -4,11 +4,12 @@
 //! only a database can: existence, uniqueness (listen addresses per uplink, in SQL) and
 //! revisions (`if_match`).
 
+mod group;
 mod schema;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -42,6 +43,9 @@ pub enum StoreError {
     /// Stored JSON does not decode.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The thread running the call failed (it panicked, or the runtime is shutting down).
+    #[error("store task: {0}")]
+    Task(String),
 }
 
 /// Result alias.
@@ -112,6 +116,49 @@ pub trait Store: Send + Sync {
     fn subscribe(&self) -> FeedReceiver<Change>;
 }
 
+/// A [`Store`] for async code: every call runs on tokio's blocking pool, so no SQLite
+/// call (nor its fsync) ever holds a runtime worker; the NB session, the controller and
+/// the other requests keep running while a write commits.
+#[derive(Clone)]
+pub struct Handle(Arc<dyn Store>);
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// Wrap a store.
+    pub fn new(store: Arc<dyn Store>) -> Handle {
+        Handle(store)
+    }
+
+    /// Run `f` against the store on a blocking thread.
+    ///
+    /// # Errors
+    /// `f`'s error, or [`StoreError::Task`] when the thread failed.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let s = self.0.clone();
+        tokio::task::spawn_blocking(move || f(s.as_ref()))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Changes committed from now on (no SQLite involved).
+    pub fn subscribe(&self) -> FeedReceiver<Change> {
+        self.0.subscribe()
+    }
+
+    /// The store itself, for code that is not on the runtime.
+    pub fn inner(&self) -> &Arc<dyn Store> {
+        &self.0
+    }
+}
+
 /// What a committed write touched.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Change {
@@ -143,6 +190,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Subscribers to committed changes.
     feed: Feed<Change>,
+    /// Writes waiting for (or in) a commit.
+    group: group::Group,
     /// The database file (`None` in memory): reopened when SQLite finds it read-only, so
     /// a database opened while unwritable recovers once it is writable again.
     path: Option<std::path::PathBuf>,
@@ -226,6 +275,17 @@ fn network_ids(tx: &Connection, name: &str) -> Result<(i64, String)> {
     row.ok_or_else(|| StoreError::NotFound(format!("Network \"{name}\"")))
 }
 
+/// The same database error again, for every write of a batch that failed as one.
+fn copy_db(e: &rusqlite::Error) -> StoreError {
+    StoreError::Db(match e {
+        rusqlite::Error::SqliteFailure(f, m) => rusqlite::Error::SqliteFailure(*f, m.clone()),
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    })
+}
+
 /// Whether SQLite refused a write because the database is read-only.
 fn read_only(e: &StoreError) -> bool {
     matches!(e, StoreError::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::ReadOnly)
@@ -239,15 +299,16 @@ struct Kind {
     what: &'static str,
 }
 
-/// The stored fields of one load balancer or forward.
-struct Fields<'a> {
-    listen: &'a str,
-    description: &'a str,
+/// The stored fields of one load balancer or forward (owned: the write may run on
+/// another caller's thread, in its batch).
+struct Fields {
+    listen: String,
+    description: String,
     /// JSON backends (load balancers only).
     backends: Option<String>,
     /// JSON ports.
     ports: String,
-    config: &'a Config,
+    config: Config,
 }
 
 const LB: Kind = Kind {
@@ -306,52 +367,97 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             feed: Feed::default(),
+            group: group::Group::default(),
             path: None,
         })
     }
 
-    fn attempt<T>(conn: &mut Connection, f: &impl Fn(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let tx = conn.transaction()?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    /// Run one write: queued, committed with the writes that arrive alongside it
+    /// ([`group`]), its result returned once that transaction committed.
+    fn write(
+        &self,
+        change: Change,
+        work: impl Fn(&Transaction<'_>) -> Result<u64> + Send + 'static,
+    ) -> Result<u64> {
+        self.group
+            .write(change, Box::new(work), |jobs| self.commit(jobs))
     }
 
-    fn write<T>(&self, change: Change, f: impl Fn(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    /// One batch: one transaction, a savepoint per write, one commit (one fsync).
+    fn attempt(conn: &mut Connection, jobs: &[group::Job]) -> Vec<(u64, Result<u64>)> {
+        let all_failed =
+            |e: &rusqlite::Error| jobs.iter().map(|j| (j.id(), Err(copy_db(e)))).collect();
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => return all_failed(&e),
+        };
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            if let Err(e) = tx.execute_batch("SAVEPOINT w") {
+                return all_failed(&e);
+            }
+            let r = (j.work)(&tx);
+            let end = if r.is_ok() {
+                tx.execute_batch("RELEASE w")
+            } else {
+                tx.execute_batch("ROLLBACK TO w; RELEASE w")
+            };
+            // A savepoint that cannot be closed leaves the transaction unknown: none of
+            // the batch is committed.
+            if let Err(e) = end {
+                return all_failed(&e);
+            }
+            out.push((j.id(), r));
+        }
+        if out.iter().any(|(_, r)| r.is_ok()) {
+            if let Err(e) = tx.commit() {
+                return all_failed(&e);
+            }
+        }
+        out
+    }
+
+    fn commit(&self, jobs: Vec<group::Job>) -> Vec<(u64, Result<u64>)> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut r = Self::attempt(&mut conn, &f);
+        let mut out = Self::attempt(&mut conn, &jobs);
         // Opened (or fallen back to) read-only: the file may be writable again now.
-        if let (Err(e), Some(path)) = (&r, &self.path) {
-            if read_only(e) {
-                match Connection::open(path)
-                    .map_err(StoreError::from)
-                    .and_then(|c| {
-                        Self::configure(&c)?;
-                        Ok(c)
-                    }) {
-                    Ok(c) => {
-                        *conn = c;
-                        r = Self::attempt(&mut conn, &f);
-                        if r.is_ok() {
-                            tracing::info!(db = %path.display(), "the database is writable again");
-                        }
+        let refused = out.iter().any(|(_, r)| matches!(r, Err(e) if read_only(e)));
+        if let (true, Some(path)) = (refused, &self.path) {
+            match Connection::open(path)
+                .map_err(StoreError::from)
+                .and_then(|c| {
+                    Self::configure(&c)?;
+                    Ok(c)
+                }) {
+                Ok(c) => {
+                    *conn = c;
+                    out = Self::attempt(&mut conn, &jobs);
+                    if out.iter().any(|(_, r)| r.is_ok()) {
+                        tracing::info!(db = %path.display(), "the database is writable again");
                     }
-                    Err(e) => {
-                        tracing::warn!(db = %path.display(), error = %e, "reopening the database failed")
-                    }
+                }
+                Err(e) => {
+                    tracing::warn!(db = %path.display(), error = %e, "reopening the database failed")
                 }
             }
         }
         drop(conn);
-        match &r {
-            Ok(_) => self.feed.publish([change]),
-            // Disk full, read-only, I/O: the operator must hear of it (the client gets a 500).
-            Err(e @ (StoreError::Db(_) | StoreError::Corrupt(_))) => {
-                tracing::warn!(error = %e, "a write to the store failed")
-            }
-            Err(_) => {}
+        if out.iter().any(|(_, r)| r.is_ok()) {
+            self.feed.publish(
+                jobs.iter()
+                    .zip(&out)
+                    .filter(|(_, (_, r))| r.is_ok())
+                    .map(|(j, _)| j.change.clone()),
+            );
         }
-        r
+        // Disk full, read-only, I/O: the operator must hear of it (the client gets a 500).
+        if let Some((_, Err(e))) = out
+            .iter()
+            .find(|(_, r)| matches!(r, Err(StoreError::Db(_) | StoreError::Corrupt(_))))
+        {
+            tracing::warn!(error = %e, writes = jobs.len(), "a write to the store failed");
+        }
+        out
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -375,23 +481,25 @@ impl SqliteStore {
 
     fn delete_object(
         &self,
-        k: &Kind,
+        k: &'static Kind,
         network: &str,
         listen: &str,
         if_match: Option<u64>,
     ) -> Result<()> {
         let listen = canon(listen);
-        self.write(Change::object(network, &listen), |tx| {
-            let (nid, _) = network_ids(tx, network)?;
+        let network = network.to_owned();
+        self.write(Change::object(&network, &listen), move |tx| {
+            let (nid, _) = network_ids(tx, &network)?;
             let (id, rev) = Self::object_ids(tx, k, nid, &listen)?;
             check_rev(rev, if_match)?;
             tx.execute(&format!("DELETE FROM {} WHERE id = ?1", k.table), [id])?;
-            Ok(())
+            Ok(0)
         })
+        .map(drop)
     }
 
     /// Insert an object row; `ports` and `backends` are JSON (backends empty for forwards).
-    fn create_object(&self, k: &Kind, network: &str, f: Fields<'_>) -> Result<u64> {
+    fn create_object(&self, k: &'static Kind, network: &str, f: Fields) -> Result<u64> {
         let Fields {
             listen,
             description,
@@ -399,9 +507,10 @@ impl SqliteStore {
             ports,
             config,
         } = f;
-        let listen = canon(listen);
-        self.write(Change::object(network, &listen), |tx| {
-            let (nid, uplink) = network_ids(tx, network)?;
+        let listen = canon(&listen);
+        let network = network.to_owned();
+        self.write(Change::object(&network, &listen), move |tx| {
+            let (nid, uplink) = network_ids(tx, &network)?;
             let dup = tx
                 .query_row(&format!("SELECT 1 FROM {} WHERE network_id = ?1 AND listen_address = ?2", k.table), params![nid, listen], |_| Ok(()))
                 .optional()?;
@@ -419,16 +528,16 @@ impl SqliteStore {
                 ),
             };
             r.map_err(|e| conflict_or(e, || format!("Listen address \"{listen}\" overlaps with another network or NIC (in use on uplink \"{uplink}\")")))?;
-            write_config(tx, k.config, k.fk, tx.last_insert_rowid(), config)?;
+            write_config(tx, k.config, k.fk, tx.last_insert_rowid(), &config)?;
             Ok(1)
         })
     }
 
     fn update_object(
         &self,
-        k: &Kind,
+        k: &'static Kind,
         network: &str,
-        f: Fields<'_>,
+        f: Fields,
         if_match: Option<u64>,
     ) -> Result<u64> {
         let Fields {
@@ -438,9 +547,10 @@ impl SqliteStore {
             ports,
             config,
         } = f;
-        let listen = canon(listen);
-        self.write(Change::object(network, &listen), |tx| {
-            let (nid, _) = network_ids(tx, network)?;
+        let listen = canon(&listen);
+        let network = network.to_owned();
+        self.write(Change::object(&network, &listen), move |tx| {
+            let (nid, _) = network_ids(tx, &network)?;
             let (id, rev) = Self::object_ids(tx, k, nid, &listen)?;
             check_rev(rev, if_match)?;
             match &backends {
@@ -450,7 +560,7 @@ impl SqliteStore {
                 )?,
                 None => tx.execute(&format!("UPDATE {} SET description = ?1, ports = ?2, revision = revision + 1 WHERE id = ?3", k.table), params![description, ports, id])?,
             };
-            write_config(tx, k.config, k.fk, id, config)?;
+            write_config(tx, k.config, k.fk, id, &config)?;
             Ok(rev + 1)
         })
     }
@@ -585,7 +695,8 @@ impl Store for SqliteStore {
     }
 
     fn create_network(&self, n: &Network) -> Result<u64> {
-        self.write(Change::network(&n.name), |tx| {
+        let n = n.clone();
+        self.write(Change::network(&n.name), move |tx| {
             tx.execute(
                 "INSERT INTO networks (name, description, type) VALUES (?1, ?2, ?3)",
                 params![n.name, n.description, n.kind],
@@ -605,7 +716,8 @@ impl Store for SqliteStore {
     }
 
     fn update_network(&self, n: &Network, if_match: Option<u64>) -> Result<u64> {
-        self.write(Change::network(&n.name), |tx| {
+        let n = n.clone();
+        self.write(Change::network(&n.name), move |tx| {
             let (id, rev): (i64, i64) = tx
                 .query_row("SELECT id, revision FROM networks WHERE name = ?1", [&n.name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
@@ -624,19 +736,21 @@ impl Store for SqliteStore {
     }
 
     fn delete_network(&self, name: &str, if_match: Option<u64>) -> Result<()> {
-        self.write(Change::network(name), |tx| {
+        let name = name.to_owned();
+        self.write(Change::network(&name), move |tx| {
             let (id, rev): (i64, i64) = tx
                 .query_row(
                     "SELECT id, revision FROM networks WHERE name = ?1",
-                    [name],
+                    [&name],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("Network \"{name}\"")))?;
             check_rev(rev as u64, if_match)?;
             tx.execute("DELETE FROM networks WHERE id = ?1", [id])?;
-            Ok(())
+            Ok(0)
         })
+        .map(drop)
     }
 
     fn load_balancers(&self, network: &str) -> Result<Vec<Stored<LoadBalancersPost>>> {
@@ -657,11 +771,11 @@ impl Store for SqliteStore {
             &LB,
             network,
             Fields {
-                listen: &lb.listen_address,
-                description: &lb.put.description,
+                listen: lb.listen_address.clone(),
+                description: lb.put.description.clone(),
                 backends: Some(json(&lb.put.backends)),
                 ports: json(&lb.put.ports),
-                config: &lb.put.config,
+                config: lb.put.config.clone(),
             },
         )
     }
@@ -677,11 +791,11 @@ impl Store for SqliteStore {
             &LB,
             network,
             Fields {
-                listen,
-                description: &put.description,
+                listen: listen.to_owned(),
+                description: put.description.clone(),
                 backends: Some(json(&put.backends)),
                 ports: json(&put.ports),
-                config: &put.config,
+                config: put.config.clone(),
             },
             if_match,
         )
@@ -714,11 +828,11 @@ impl Store for SqliteStore {
             &FWD,
             network,
             Fields {
-                listen: &f.listen_address,
-                description: &f.put.description,
+                listen: f.listen_address.clone(),
+                description: f.put.description.clone(),
                 backends: None,
                 ports: json(&f.put.ports),
-                config: &f.put.config,
+                config: f.put.config.clone(),
             },
         )
     }
@@ -734,11 +848,11 @@ impl Store for SqliteStore {
             &FWD,
             network,
             Fields {
-                listen,
-                description: &put.description,
+                listen: listen.to_owned(),
+                description: put.description.clone(),
                 backends: None,
                 ports: json(&put.ports),
-                config: &put.config,
+                config: put.config.clone(),
             },
             if_match,
         )
@@ -776,5 +890,68 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> FeedReceiver<Change> {
         self.feed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str) -> Network {
+        Network {
+            name: name.into(),
+            description: String::new(),
+            kind: "physical".into(),
+            config: Config::new(),
+        }
+    }
+
+    fn create(id: u64, name: &str) -> group::Job {
+        let n = net(name);
+        group::Job::new(
+            id,
+            Change::network(name),
+            Box::new(move |tx| {
+                tx.execute(
+                    "INSERT INTO networks (name, description, type) VALUES (?1, ?2, ?3)",
+                    params![n.name, n.description, n.kind],
+                )
+                .map_err(|e| conflict_or(e, || "exists".into()))?;
+                Ok(1)
+            }),
+        )
+    }
+
+    #[test]
+    fn a_refused_write_in_a_batch_undoes_only_itself() {
+        let s = SqliteStore::in_memory().unwrap();
+        let mut feed = s.subscribe();
+        // The second writes a row, then is refused: its row must go, the others stay.
+        let half = {
+            let c = create(1, "c");
+            group::Job::new(
+                1,
+                Change::network("c"),
+                Box::new(move |tx| {
+                    c.run(tx)?;
+                    Err(StoreError::Conflict("refused after a write".into()))
+                }),
+            )
+        };
+        let out = s.commit(vec![create(0, "a"), half, create(2, "a"), create(3, "b")]);
+        assert!(out[0].1.is_ok(), "{out:?}");
+        assert!(matches!(out[1].1, Err(StoreError::Conflict(_))), "{out:?}");
+        assert!(matches!(out[2].1, Err(StoreError::Conflict(_))), "{out:?}");
+        assert!(out[3].1.is_ok(), "{out:?}");
+        let names: Vec<String> = s
+            .networks()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.value.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        // Only the committed writes are announced.
+        let changed: Vec<Change> = feed.try_changed().into_iter().collect();
+        assert_eq!(changed, [Change::network("a"), Change::network("b")]);
     }
 }

@@ -1,0 +1,178 @@
+//! The router without sockets (`tower::ServiceExt::oneshot`): what the handlers do
+//! around the store, independent of any listener.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ovnlb::api::{router, AppState};
+use ovnlb::feed::FeedReceiver;
+use ovnlb::lb::model::{ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost, Network};
+use ovnlb::lb::state::DesiredState;
+use ovnlb::store::{Change, Result, SqliteStore, Store, Stored};
+use tower::ServiceExt;
+
+/// A store whose `create_network` waits at a gate until the test opens it (or 10 s
+/// pass, so a broken build fails instead of hanging).
+struct Gated {
+    inner: SqliteStore,
+    gate: Mutex<Gate>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct Gate {
+    entered: bool,
+    open: bool,
+    timed_out: bool,
+}
+
+impl Gated {
+    fn new() -> Gated {
+        Gated {
+            inner: SqliteStore::in_memory().unwrap(),
+            gate: Mutex::new(Gate::default()),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn pass(&self) {
+        let mut g = self.gate.lock().unwrap();
+        g.entered = true;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !g.open {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                g.timed_out = true;
+                return;
+            }
+            g = self.cv.wait_timeout(g, left).unwrap().0;
+        }
+    }
+
+    fn open(&self) {
+        self.gate.lock().unwrap().open = true;
+        self.cv.notify_all();
+    }
+}
+
+impl Store for Gated {
+    fn networks(&self) -> Result<Vec<Stored<Network>>> {
+        self.inner.networks()
+    }
+    fn network(&self, name: &str) -> Result<Stored<Network>> {
+        self.inner.network(name)
+    }
+    fn create_network(&self, n: &Network) -> Result<u64> {
+        self.pass();
+        self.inner.create_network(n)
+    }
+    fn update_network(&self, n: &Network, if_match: Option<u64>) -> Result<u64> {
+        self.inner.update_network(n, if_match)
+    }
+    fn delete_network(&self, name: &str, if_match: Option<u64>) -> Result<()> {
+        self.inner.delete_network(name, if_match)
+    }
+    fn load_balancers(&self, network: &str) -> Result<Vec<Stored<LoadBalancersPost>>> {
+        self.inner.load_balancers(network)
+    }
+    fn load_balancer(&self, network: &str, listen: &str) -> Result<Stored<LoadBalancersPost>> {
+        self.inner.load_balancer(network, listen)
+    }
+    fn create_load_balancer(&self, network: &str, lb: &LoadBalancersPost) -> Result<u64> {
+        self.inner.create_load_balancer(network, lb)
+    }
+    fn update_load_balancer(
+        &self,
+        network: &str,
+        listen: &str,
+        put: &LoadBalancerPut,
+        if_match: Option<u64>,
+    ) -> Result<u64> {
+        self.inner
+            .update_load_balancer(network, listen, put, if_match)
+    }
+    fn delete_load_balancer(
+        &self,
+        network: &str,
+        listen: &str,
+        if_match: Option<u64>,
+    ) -> Result<()> {
+        self.inner.delete_load_balancer(network, listen, if_match)
+    }
+    fn forwards(&self, network: &str) -> Result<Vec<Stored<ForwardsPost>>> {
+        self.inner.forwards(network)
+    }
+    fn forward(&self, network: &str, listen: &str) -> Result<Stored<ForwardsPost>> {
+        self.inner.forward(network, listen)
+    }
+    fn create_forward(&self, network: &str, f: &ForwardsPost) -> Result<u64> {
+        self.inner.create_forward(network, f)
+    }
+    fn update_forward(
+        &self,
+        network: &str,
+        listen: &str,
+        put: &ForwardPut,
+        if_match: Option<u64>,
+    ) -> Result<u64> {
+        self.inner.update_forward(network, listen, put, if_match)
+    }
+    fn delete_forward(&self, network: &str, listen: &str, if_match: Option<u64>) -> Result<()> {
+        self.inner.delete_forward(network, listen, if_match)
+    }
+    fn desired_state(&self) -> Result<DesiredState> {
+        self.inner.desired_state()
+    }
+    fn subscribe(&self) -> FeedReceiver<Change> {
+        self.inner.subscribe()
+    }
+}
+
+fn request(method: &str, path: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+/// One runtime thread: a store call made on it would stop every other request.
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_waiting_on_the_store_does_not_stall_other_requests() {
+    let store = Arc::new(Gated::new());
+    let app = router(AppState::new(store.clone()));
+    let write = tokio::spawn(app.clone().oneshot(request(
+        "POST",
+        "/1.0/networks",
+        r#"{"name": "up", "type": "physical", "config": {"ipv4.routes": "192.0.2.0/24"}}"#,
+    )));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.gate.lock().unwrap().entered {
+        assert!(
+            !write.is_finished(),
+            "the write was answered without reaching the store"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the write never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let info = app
+        .clone()
+        .oneshot(request("GET", "/1.0", ""))
+        .await
+        .unwrap();
+    assert_eq!(info.status(), StatusCode::OK);
+    assert!(
+        !store.gate.lock().unwrap().timed_out,
+        "GET /1.0 was answered only after the store call gave up: the call held the runtime"
+    );
+    store.open();
+    let created = write.await.unwrap().unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert!(store.network("up").is_ok());
+}
