@@ -442,8 +442,8 @@ async fn a_second_daemon_on_one_state_dir_is_refused() {
     req(&d.client(), Method::GET, "/1.0", None).await.unwrap();
 }
 
-/// B5: SIGTERM with `?wait` requests and a partial request pending: every waiter gets a
-/// 503 envelope and the process exits within its grace period.
+/// B5 (and issue 10): SIGTERM with 500 `?wait=3600` requests and a partial request
+/// pending: every waiter gets a 503 envelope and the process exits within its grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_every_waiter_and_exits() {
     init_tracing();
@@ -458,20 +458,21 @@ async fn sigterm_answers_every_waiter_and_exits() {
     ovn.nb.nbctl(&["lr-add", "gone-lr"]);
     let net = json!({"name": "nowhere", "type": "ovn",
                      "config": {"network": "uplink", "ovn.router": "gone-lr",
-                                "ovn.switch": "lxd-net1-ls-int", "ipv4.address": "10.9.0.1/24"}});
+                                "ovn.switch": "lxd-net1-ls-int", "ipv6.address": "fd42:9::1/64"}});
     req(&c, Method::POST, "/1.0/networks", Some(net))
         .await
         .unwrap();
     ovn.nb.nbctl(&["lr-del", "gone-lr"]);
     let mut waiters = Vec::new();
-    for i in 0..50 {
+    const WAITERS: usize = 500;
+    for i in 0..WAITERS {
         let c = c.clone();
         waiters.push(tokio::spawn(async move {
             req(
                 &c,
                 Method::POST,
                 "/1.0/networks/nowhere/load-balancers?wait=3600",
-                Some(lb_body(&format!("192.0.2.{}", 100 + i), "10.9.0.11")),
+                Some(lb_body(&format!("2001:db8::1:{i:x}"), "fd42:9::11")),
             )
             .await
         }));
@@ -490,7 +491,7 @@ async fn sigterm_answers_every_waiter_and_exits() {
         )
         .await
         .ok()
-        .filter(|l| l.as_array().is_some_and(|a| a.len() == 50))
+        .filter(|l| l.as_array().is_some_and(|a| a.len() == WAITERS))
     })
     .await;
     let sent = Instant::now();
@@ -1005,6 +1006,51 @@ async fn raw_reply(socket: &Path, request: &[u8]) -> String {
         .await
         .expect("no reply within 20 s");
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What hyper refuses before the router (a head it cannot parse, one too large, one the
+/// header timeout cuts off) is answered with an LXD envelope, never an empty body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_request_heads_are_envelopes() {
+    let (_nb, d) = nb_daemon(ovnlb::daemon::Settings {
+        header_timeout_seconds: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let bad = raw_reply(&d.socket, b"GET /1.0 HTTP/1.1\r\nHo st: x\r\n\r\n").await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    assert!(bad.contains("application/json"), "{bad}");
+    assert!(
+        bad.contains("\"error_code\":400") && bad.contains("Malformed request"),
+        "{bad}"
+    );
+    let mut many = b"GET /1.0 HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..200 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let big = raw_reply(&d.socket, &many).await;
+    assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+    assert!(
+        big.contains("\"error_code\":431") && big.contains("Request header fields too large"),
+        "{big}"
+    );
+    // Half a head, then nothing: 408 once the header timeout (1 s) passes.
+    let slow = raw(&d.socket, "GET /1.0 HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    assert!(
+        slow.contains("\"error_code\":408")
+            && slow.contains("Request head not received within 1 s"),
+        "{slow}"
+    );
+    // The router's own errors are untouched.
+    let missing = raw(
+        &d.socket,
+        "GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert!(missing.contains("\"error_code\":404"), "{missing}");
 }
 
 /// A body over the limit (413) and a bad chunk (400) are answered with LXD envelopes.

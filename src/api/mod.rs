@@ -13,6 +13,7 @@ pub mod objects;
 pub mod response;
 pub mod serve;
 pub mod tls;
+pub mod wire;
 
 use std::path::Path;
 use std::sync::Arc;

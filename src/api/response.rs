@@ -153,17 +153,31 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "type": "error",
-            "status": "",
-            "status_code": 0,
-            "operation": "",
-            "error_code": self.status.as_u16(),
-            "error": self.message,
-            "metadata": null,
-        });
-        (self.status, axum::Json(body)).into_response()
+        let body = error_body(self.status.as_u16(), &self.message);
+        (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response()
     }
+}
+
+/// LXD's error envelope for HTTP status `code`, serialized.
+pub fn error_body(code: u16, message: &str) -> Vec<u8> {
+    let body = json!({
+        "type": "error",
+        "status": "",
+        "status_code": 0,
+        "operation": "",
+        "error_code": code,
+        "error": message,
+        "metadata": null,
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 #[cfg(test)]

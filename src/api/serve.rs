@@ -7,7 +7,9 @@
 //! flight; when every connection is busy, the new one is closed. A waiting `?wait`
 //! request is busy and never evicted. Shutdown: connections with no request in flight
 //! (idle, or still sending a head) are closed at once, the others once their request is
-//! answered (`daemon` bounds the wait).
+//! answered (`daemon` bounds the wait). What hyper refuses itself (a head it cannot
+//! parse, one too large, one cut off by the timeout) is answered with an envelope
+//! ([`super::wire`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -313,21 +315,26 @@ async fn connection<I>(
         slot: slot.clone(),
         peer,
     };
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_timeout)
-        .serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = cancel.cancelled() => {
-            // An idle connection, or one still sending its request head, has nothing in
-            // flight: it is closed at once. The others finish their requests.
-            if slot.busy.load(Ordering::Acquire) == 0 {
-                return;
+    let (wire, finish) = super::wire::Wire::new(io);
+    let result = {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(opts.header_timeout)
+            .serve_connection(TokioIo::new(wire), svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = cancel.cancelled() => {
+                // An idle connection, or one still sending its request head, has nothing
+                // in flight: it is closed at once. The others finish their requests.
+                if slot.busy.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                conn.await
             }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
         }
-    }
+    };
+    // What hyper refused gets its envelope; then the stream is closed.
+    finish.finish(result, opts.header_timeout).await;
 }
