@@ -369,22 +369,23 @@ impl Controller {
         let old_objects = std::mem::take(&mut self.objects);
         let old_keys: BTreeSet<Key> = old_objects.keys().cloned().collect();
         for d in state.networks {
-            let rev = |l: &str| d.revisions.get(l).copied().unwrap_or_default();
+            // Each object with its revision (0 when the store has none for it).
+            let stamp = |listen: &str| d.revisions.get(listen).copied().unwrap_or_default();
             let objects = Objects {
                 lbs: d
                     .load_balancers
-                    .iter()
+                    .into_iter()
                     .map(|o| Stored {
-                        revision: rev(&o.listen_address),
-                        value: o.clone(),
+                        revision: stamp(&o.listen_address),
+                        value: o,
                     })
                     .collect(),
                 fwds: d
                     .forwards
-                    .iter()
+                    .into_iter()
                     .map(|o| Stored {
-                        revision: rev(&o.listen_address),
-                        value: o.clone(),
+                        revision: stamp(&o.listen_address),
+                        value: o,
                     })
                     .collect(),
             };
