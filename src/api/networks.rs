@@ -212,12 +212,12 @@ pub async fn create(
         nb_settle(&st).await;
     }
     checked(&st, &mut n, &others)?;
-    let new = n.clone();
+    let location = url(&n.name);
     st.store
-        .call(move |s| s.create_network(&new))
+        .call(move |s| s.create_network(&n))
         .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
-    Ok(created(&url(&n.name)))
+    Ok(created(&location))
 }
 
 /// `GET /1.0/networks/<name>` with `ETag`.

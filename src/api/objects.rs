@@ -403,10 +403,11 @@ pub async fn create<K: Kind>(
     }
     o = K::join(listen, put);
     checked::<K>(&st, &network, None, &mut o).await?;
-    let (net, obj) = (network.clone(), o.clone());
-    let revision = st
+    // (The object goes to the store's thread and comes back: no copy.)
+    let net = network.clone();
+    let (revision, o) = st
         .store
-        .call(move |s| K::create(s, &net, &obj))
+        .call(move |s| K::create(s, &net, &o).map(|r| (r, o)))
         .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     let listen = K::split(o).0;

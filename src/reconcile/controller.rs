@@ -199,11 +199,23 @@ fn listen_rows(v: &CacheView, index: &crate::ovsdb::IndexSpec, listen: &str) -> 
     versions(v.lookup(index, &crate::ovsdb::Datum::scalar(listen)).iter())
 }
 
-/// The stored objects of one network.
-#[derive(Default)]
-struct Objects {
-    lbs: Vec<Stored<LoadBalancersPost>>,
-    fwds: Vec<Stored<ForwardsPost>>,
+/// The objects of one network, each with its listen address.
+type Objects = Vec<(String, Object)>;
+
+/// A stored load balancer as the controller keeps it, with its listen address.
+fn keep_lb(s: Stored<LoadBalancersPost>) -> (String, Object) {
+    (
+        s.value.listen_address.clone(),
+        Object::lb(s.value, s.revision),
+    )
+}
+
+/// A stored forward as the controller keeps it, with its listen address.
+fn keep_fwd(s: Stored<ForwardsPost>) -> (String, Object) {
+    (
+        s.value.listen_address.clone(),
+        Object::fwd(s.value, s.revision),
+    )
 }
 
 /// What a store change names, as the store holds it now.
@@ -229,12 +241,14 @@ fn intake(s: &dyn Store, c: Change) -> (Change, Result<Intake, StoreError>) {
         None => s.networks().map(|all| {
             let all: Vec<Network> = all.into_iter().map(|n| n.value).collect();
             let objects = if all.iter().any(|n| n.name == c.network && n.kind == "ovn") {
-                Objects {
-                    lbs: s.load_balancers(&c.network).unwrap_or_default(),
-                    fwds: s.forwards(&c.network).unwrap_or_default(),
-                }
+                let lbs = s.load_balancers(&c.network).unwrap_or_default();
+                let fwds = s.forwards(&c.network).unwrap_or_default();
+                lbs.into_iter()
+                    .map(keep_lb)
+                    .chain(fwds.into_iter().map(keep_fwd))
+                    .collect()
             } else {
-                Objects::default()
+                Objects::new()
             };
             Intake::Network { all, objects }
         }),
@@ -370,25 +384,16 @@ impl Controller {
         let old_keys: BTreeSet<Key> = old_objects.keys().cloned().collect();
         for d in state.networks {
             // Each object with its revision (0 when the store has none for it).
-            let stamp = |listen: &str| d.revisions.get(listen).copied().unwrap_or_default();
-            let objects = Objects {
-                lbs: d
-                    .load_balancers
-                    .into_iter()
-                    .map(|o| Stored {
-                        revision: stamp(&o.listen_address),
-                        value: o,
-                    })
-                    .collect(),
-                fwds: d
-                    .forwards
-                    .into_iter()
-                    .map(|o| Stored {
-                        revision: stamp(&o.listen_address),
-                        value: o,
-                    })
-                    .collect(),
-            };
+            let rev = |listen: &str| d.revisions.get(listen).copied().unwrap_or_default();
+            let lbs = d.load_balancers.into_iter().map(|o| {
+                let revision = rev(&o.listen_address);
+                keep_lb(Stored { revision, value: o })
+            });
+            let fwds = d.forwards.into_iter().map(|o| {
+                let revision = rev(&o.listen_address);
+                keep_fwd(Stored { revision, value: o })
+            });
+            let objects: Objects = lbs.chain(fwds).collect();
             self.load_network(&d.network, &networks, objects);
         }
         // Rendered rows stay valid while their object and network are unchanged.
@@ -417,17 +422,8 @@ impl Controller {
         if n.kind != "ovn" {
             return;
         }
-        for s in objects.lbs {
-            self.objects.insert(
-                (n.name.clone(), s.value.listen_address.clone()),
-                Object::lb(s.value, s.revision),
-            );
-        }
-        for s in objects.fwds {
-            self.objects.insert(
-                (n.name.clone(), s.value.listen_address.clone()),
-                Object::fwd(s.value, s.revision),
-            );
+        for (listen, o) in objects {
+            self.objects.insert((n.name.clone(), listen), o);
         }
     }
 
