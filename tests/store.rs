@@ -158,7 +158,7 @@ fn desired_state_round_trip_and_reopen() {
     let s = SqliteStore::open(&path).unwrap();
     let st = s.desired_state().unwrap();
     assert_eq!(st.networks.len(), 3);
-    let nets = resolve(&st, &Limits::default(), &|_| Err("no derive".into())).unwrap();
+    let nets = resolve(&st, &Limits::default(), None).unwrap();
     let ovn1 = nets.iter().find(|n| n.net.name == "ovn1").unwrap();
     assert_eq!(
         ovn1.load_balancers[0].1, 2,

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::response::{created, sync, sync_etag};
 use super::{if_match, json_body, ApiError, AppState, Common};
 use crate::lb::model::{Config, Network};
-use crate::lb::network::Topology;
+use crate::lb::network::{self, Topology};
 use crate::lb::validate;
 use crate::store::Stored;
 
@@ -61,58 +61,38 @@ fn checked(st: &AppState, n: &mut Network, others: &[Network]) -> Result<(), Api
             validate::parse_uplink(n).map_err(|e| ApiError::invalid(&e))?;
         }
         _ => {
-            let net = validate::parse_ovn(n, &everything).map_err(|e| ApiError::invalid(&e))?;
-            let nb = st.nb.as_ref().filter(|nb| nb.ready());
-            match nb {
-                Some(nb) => {
-                    for (what, name, key) in [
-                        (Topology::Router, &net.router, "config.ovn.router"),
-                        (Topology::Switch, &net.switch, "config.ovn.switch"),
-                    ] {
-                        let found = nb.named(what, name);
-                        let table = what.table();
-                        if found != 1 {
-                            errors.push(validate::ValidationError {
-                                object: format!("network {}", n.name),
-                                field: key.into(),
-                                message: if found == 0 {
-                                    format!("{table} \"{name}\" not found in OVN")
-                                } else {
-                                    format!("{found} {table} rows are named \"{name}\": ambiguous")
-                                },
-                                kind: validate::ErrorKind::Invalid,
-                            });
-                        }
-                    }
-                    let derived = (errors.is_empty() && !net.subnets_given)
-                        .then(|| nb.derive_subnets(&net));
-                    if !errors.is_empty() {
-                        return Err(ApiError::invalid(&errors));
-                    }
-                    match derived {
-                        Some(Ok((v4, v6))) => {
-                            n.config.insert(
-                                "ipv4.address".into(),
-                                v4.map_or("none".into(), |s| s.to_string()),
-                            );
-                            n.config.insert(
-                                "ipv6.address".into(),
-                                v6.map_or("none".into(), |s| s.to_string()),
-                            );
-                        }
-                        Some(Err(m)) => {
-                            return Err(ApiError::bad_request(format!("config.ipv4.address: {m}")))
-                        }
-                        None => {}
-                    }
+            let mut net = validate::parse_ovn(n, &everything).map_err(|e| ApiError::invalid(&e))?;
+            let nb = st.nb.as_deref().filter(|nb| nb.ready());
+            for (what, name, key) in [
+                (Topology::Router, &net.router, "config.ovn.router"),
+                (Topology::Switch, &net.switch, "config.ovn.switch"),
+            ] {
+                let Some(found) = nb.map(|nb| nb.named(what, name)) else {
+                    continue;
+                };
+                let table = what.table();
+                if found != 1 {
+                    errors.push(validate::ValidationError {
+                        object: format!("network {}", n.name),
+                        field: key.into(),
+                        message: if found == 0 {
+                            format!("{table} \"{name}\" not found in OVN")
+                        } else {
+                            format!("{found} {table} rows are named \"{name}\": ambiguous")
+                        },
+                        kind: validate::ErrorKind::Invalid,
+                    });
                 }
-                None if !net.subnets_given => {
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "OVN Northbound is not reachable to derive the network's subnets: give ipv4.address/ipv6.address explicitly",
-                    ))
+            }
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(&errors));
+            }
+            if !net.subnets_given {
+                network::fill_subnets(&mut net, nb).map_err(|e| ApiError::invalid(&[e]))?;
+                for (k, s) in [("ipv4.address", net.subnet4), ("ipv6.address", net.subnet6)] {
+                    n.config
+                        .insert(k.into(), s.map_or("none".into(), |s| s.to_string()));
                 }
-                None => {}
             }
         }
     }
@@ -135,13 +115,9 @@ async fn still_valid(st: &AppState, n: &Network) -> Result<(), ApiError> {
             d.network = n.clone();
         }
     }
-    let nb = st.nb.as_ref().filter(|nb| nb.ready());
-    let derive = |net: &validate::OvnNetwork| match nb {
-        Some(nb) => nb.derive_subnets(net),
-        None => Err("OVN Northbound is not reachable".to_owned()),
-    };
+    let nb = st.nb.as_deref().filter(|nb| nb.ready());
     let errors = |state: &crate::lb::state::DesiredState| -> Vec<String> {
-        match crate::lb::state::resolve(state, &st.limits, &derive) {
+        match crate::lb::state::resolve(state, &st.limits, nb) {
             Ok(_) => Vec::new(),
             Err(e) => e.iter().map(ToString::to_string).collect(),
         }

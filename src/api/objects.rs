@@ -15,6 +15,7 @@ use super::{if_match, json_body, ApiError, AppState, Common};
 use crate::lb::model::{
     canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost,
 };
+use crate::lb::network;
 use crate::lb::validate::{self, Limits, OvnNetwork, Uplink, ValidationError};
 use crate::store::{Store, StoreError, Stored};
 
@@ -228,21 +229,9 @@ pub async fn ovn_context(
     }
     let mut all = vec![n];
     all.extend(up);
-    let n = &all[0];
-    let mut net = validate::parse_ovn(n, &all).map_err(|e| ApiError::invalid(&e))?;
-    if !net.subnets_given {
-        if let Some(nb) = st.nb.as_ref().filter(|nb| nb.ready()) {
-            if let Ok((v4, v6)) = nb.derive_subnets(&net) {
-                net.subnet4 = v4;
-                net.subnet6 = v6;
-            }
-        }
-    }
-    let up_net = all.iter().find(|u| u.name == net.uplink).ok_or_else(|| {
-        ApiError::bad_request(format!("Uplink network \"{}\" not found", net.uplink))
-    })?;
-    let up = validate::parse_uplink(up_net).map_err(|e| ApiError::invalid(&e))?;
-    Ok((net, up))
+    let nb = st.nb.as_deref().filter(|nb| nb.ready());
+    let c = network::context(&all[0], &all, nb).map_err(|e| ApiError::invalid(&e))?;
+    Ok((c.net, c.uplink))
 }
 
 /// One object, read off the runtime's workers.

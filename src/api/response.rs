@@ -114,11 +114,14 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    /// Broken rules: 409 when every one is a collision with something that exists,
-    /// else 400. The message lists them all, each naming the field and the rule.
+    /// Broken rules: 409 when every one is a collision with something that exists, 503
+    /// when every one waits on NB, else 400. The message lists them all, each naming the field and the rule.
     pub fn invalid(errors: &[ValidationError]) -> ApiError {
-        let status = if !errors.is_empty() && errors.iter().all(|e| e.kind == ErrorKind::Conflict) {
+        let all = |k: ErrorKind| !errors.is_empty() && errors.iter().all(|e| e.kind == k);
+        let status = if all(ErrorKind::Conflict) {
             StatusCode::CONFLICT
+        } else if all(ErrorKind::Unavailable) {
+            StatusCode::SERVICE_UNAVAILABLE
         } else {
             StatusCode::BAD_REQUEST
         };

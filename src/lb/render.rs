@@ -283,7 +283,7 @@ networks:
     #[test]
     fn rows_names_and_vips() {
         let st = DesiredState::from_yaml(STATE).unwrap();
-        let nets = resolve(&st, &Limits::default(), &|_| Err("no derive".into())).unwrap();
+        let nets = resolve(&st, &Limits::default(), None).unwrap();
         let rows = render_network("ovnlb", &nets[0]);
         let by_name: BTreeMap<&str, &DesiredRow> =
             rows.iter().map(|r| (r.name.as_str(), r)).collect();
@@ -329,7 +329,7 @@ networks:
             .replace("target_port: \"8080\"", "target_port: \"0\"")
             .replace("listen_address: 192.0.2.11", "listen_address: 192.0.2.10");
         let st = DesiredState::from_yaml(&bad).unwrap();
-        let errs = resolve(&st, &Limits::default(), &|_| Err("x".into())).unwrap_err();
+        let errs = resolve(&st, &Limits::default(), None).unwrap_err();
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(
             text.iter().any(|e| e.contains("Port 0 is out of range")),

@@ -1,13 +1,12 @@
 //! Desired state: networks with their load balancers and forwards, as the
-//! `ovnlb reconcile -f` file holds it (and, later, as the store returns it), resolved and
-//! validated as a whole.
+//! `ovnlb reconcile -f` file and the store hold it, resolved and validated as a whole.
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::model::{null_default, ForwardsPost, LoadBalancersPost, Network};
+use super::network::{self, NbFacts};
 use super::validate::{self, Limits, Listener, OvnNetwork, Uplink, ValidationError};
 
 /// One network in the desired-state file.
@@ -57,10 +56,8 @@ pub struct ResolvedNetwork {
     pub forwards: Vec<(ForwardsPost, u64)>,
 }
 
-/// Subnets an `ovn` network derives from NB when its config gives none.
-pub type Derive<'a> = &'a dyn Fn(&OvnNetwork) -> Result<(Option<IpNet>, Option<IpNet>), String>;
-
-/// Parse, derive missing subnets with `derive`, normalise and validate everything. Either
+/// Parse, derive missing subnets from `nb` ([`network::ovn`]), normalise and validate
+/// everything. Either
 /// every `ovn` network comes back ready to render, or every error is reported.
 ///
 /// # Errors
@@ -68,7 +65,7 @@ pub type Derive<'a> = &'a dyn Fn(&OvnNetwork) -> Result<(Option<IpNet>, Option<I
 pub fn resolve(
     state: &DesiredState,
     limits: &Limits,
-    derive: Derive<'_>,
+    nb: Option<&dyn NbFacts>,
 ) -> Result<Vec<ResolvedNetwork>, Vec<ValidationError>> {
     let mut errors = Vec::new();
     let networks: Vec<Network> = state.networks.iter().map(|d| d.network.clone()).collect();
@@ -104,30 +101,13 @@ pub fn resolve(
     let mut out = Vec::new();
     let mut listeners: Vec<Listener> = Vec::new();
     for d in state.networks.iter().filter(|d| d.network.kind == "ovn") {
-        let mut net = match validate::parse_ovn(&d.network, &networks) {
+        let net = match network::ovn(&d.network, &networks, nb) {
             Ok(n) => n,
             Err(e) => {
                 errors.extend(e);
                 continue;
             }
         };
-        if !net.subnets_given {
-            match derive(&net) {
-                Ok((v4, v6)) => {
-                    net.subnet4 = v4;
-                    net.subnet6 = v6;
-                }
-                Err(m) => {
-                    errors.push(ValidationError {
-                        object: format!("network {}", net.name),
-                        field: "config.ipv4.address".into(),
-                        message: m,
-                        kind: validate::ErrorKind::Invalid,
-                    });
-                    continue;
-                }
-            }
-        }
         let Some(uplink) = uplinks.iter().find(|u| u.name == net.uplink) else {
             continue;
         };

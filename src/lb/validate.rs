@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Invalid,
     /// It collides with something that exists (409).
     Conflict,
+    /// It cannot be checked now: NB, which it depends on, is not at hand (503).
+    Unavailable,
 }
 
 /// One broken rule.

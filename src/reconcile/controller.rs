@@ -21,8 +21,9 @@ use uuid::Uuid;
 use super::plan::{self, Op};
 use super::transaction;
 use crate::lb::model::{ForwardsPost, LoadBalancersPost, Network};
+use crate::lb::network;
 use crate::lb::render::{self, keys, DesiredRow};
-use crate::lb::validate::{self, Limits, OvnNetwork};
+use crate::lb::validate::{Limits, OvnNetwork};
 use crate::metrics::Metrics;
 use crate::nb::{LoadBalancer, LogicalRouter, LogicalSwitch, Table};
 use crate::ovsdb::{CacheRow, CacheView, Changes, Session};
@@ -353,21 +354,13 @@ impl Controller {
         if n.kind != "ovn" {
             return Ok(None);
         }
-        let mut net = validate::parse_ovn(n, all).map_err(|e| {
+        let c = network::context(n, all, Some(&self.session)).map_err(|e| {
             e.iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
-        if !net.subnets_given {
-            let (v4, v6) = self
-                .session
-                .cache()
-                .read(|v| plan::derive_subnets(v, &net))?;
-            net.subnet4 = v4;
-            net.subnet6 = v6;
-        }
-        Ok(Some(net))
+        Ok(Some(c.net))
     }
 
     /// Reload everything from the store (every key dirty): what `run` does first. The

@@ -201,10 +201,7 @@ pub fn resolve_with(
     state: &DesiredState,
     limits: &Limits,
 ) -> Result<Vec<ResolvedNetwork>, Vec<ValidationError>> {
-    let cache = session.cache().clone();
-    resolve(state, limits, &move |net| {
-        cache.read(|v| plan::derive_subnets(v, net))
-    })
+    resolve(state, limits, Some(session))
 }
 
 fn plans(
