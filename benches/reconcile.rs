@@ -27,7 +27,7 @@ use ovnlb::ovsdb::{self, Framer, Session};
 use ovnlb::reconcile::controller::{Controller, ControllerOptions};
 use ovnlb::reconcile::plan::{listen_index, vip_index};
 use ovnlb::reconcile::{reconcile_pass, resolve_with, transaction, PassOptions};
-use ovnlb::store::{SqliteStore, Store};
+use ovnlb::store::{Objects, SqliteStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -187,7 +187,7 @@ async fn change_latency(n: usize, samples: usize) -> (f64, f64, f64, (f64, f64),
     for i in 0..n {
         let mut l = lb(i, 0);
         l.normalise();
-        store.create_load_balancer("ovn1", &l).unwrap();
+        store.create("ovn1", &l).unwrap();
     }
     // The floor: the same kind of update as one direct transaction (vips of one row,
     // guarded by a wait), no controller, no store.
@@ -276,7 +276,7 @@ async fn change_latency(n: usize, samples: usize) -> (f64, f64, f64, (f64, f64),
         sub.try_changed();
         let t0 = Instant::now();
         store
-            .update_load_balancer("ovn1", &listen(i), &rows.put, None)
+            .update::<LoadBalancersPost>("ovn1", &listen(i), &rows.put, None)
             .unwrap();
         let vip = format!("{}:80", listen(i));
         loop {

@@ -10,7 +10,7 @@ use ovnlb::lb::model::LoadBalancersPost;
 use ovnlb::ovsdb::Row;
 use ovnlb::reconcile::controller::{Controller, ControllerOptions};
 use ovnlb::reconcile::plan::listen_index;
-use ovnlb::store::{SqliteStore, Store};
+use ovnlb::store::{Objects, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
 fn lb(listen: &str, backends: &[&str]) -> LoadBalancersPost {
@@ -93,7 +93,7 @@ async fn store_to_nb_continuously() {
 
     // Create.
     store
-        .create_load_balancer("ovn1", &lb("192.0.2.10", &["10.0.0.11", "10.0.0.12"]))
+        .create("ovn1", &lb("192.0.2.10", &["10.0.0.11", "10.0.0.12"]))
         .unwrap();
     eventually(20, "row created", || {
         (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.11:8080,10.0.0.12:8080"))
@@ -119,7 +119,7 @@ async fn store_to_nb_continuously() {
 
     // Update: in place, revision 2 applied.
     store
-        .update_load_balancer(
+        .update::<LoadBalancersPost>(
             "ovn1",
             "192.0.2.10",
             &lb("192.0.2.10", &["10.0.0.13"]).put,
@@ -177,7 +177,7 @@ async fn store_to_nb_continuously() {
         ))
         .unwrap();
     store
-        .create_load_balancer("ovn2", &lb("192.0.2.20", &["10.0.0.11"]))
+        .create("ovn2", &lb("192.0.2.20", &["10.0.0.11"]))
         .unwrap();
     let e = eventually(20, "network error", || status.network_error("ovn2")).await;
     assert!(e.contains("Logical_Router \"missing-lr\" not found"), "{e}");
@@ -185,14 +185,14 @@ async fn store_to_nb_continuously() {
 
     // Delete the load balancer, then the network: nothing of ours stays.
     store
-        .create_load_balancer("ovn1", &lb("192.0.2.11", &["10.0.0.11"]))
+        .create("ovn1", &lb("192.0.2.11", &["10.0.0.11"]))
         .unwrap();
     eventually(20, "second row", || {
         (our_rows(&ovn).len() == 2).then_some(())
     })
     .await;
     store
-        .delete_load_balancer("ovn1", "192.0.2.10", None)
+        .delete::<LoadBalancersPost>("ovn1", "192.0.2.10", None)
         .unwrap();
     eventually(20, "row deleted", || {
         (our_rows(&ovn).len() == 1).then_some(())
@@ -221,7 +221,7 @@ async fn resync_repairs_drift_after_a_clean_pass() {
     let ovn = Ovn::start();
     let store = store_with_networks();
     for (l, b) in [("192.0.2.10", "10.0.0.11"), ("192.0.2.11", "10.0.0.12")] {
-        store.create_load_balancer("ovn1", &lb(l, &[b])).unwrap();
+        store.create("ovn1", &lb(l, &[b])).unwrap();
     }
     let s = nb_session(ovn.nb.unix(), vec![listen_index()]);
     s.cache().wait_ready().await;

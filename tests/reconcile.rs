@@ -414,16 +414,22 @@ async fn reconcile_from_the_store_carries_revisions() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ovnlb.db");
     {
-        use ovnlb::store::{SqliteStore, Store};
+        use ovnlb::lb::model::LoadBalancersPost;
+        use ovnlb::store::{Objects, SqliteStore, Store};
         let store = SqliteStore::open(&db).unwrap();
         for n in DesiredState::from_yaml(STATE).unwrap().networks {
             store.create_network(&n.network).unwrap();
             for lb in &n.load_balancers {
                 let mut lb = lb.clone();
                 lb.normalise();
-                store.create_load_balancer(&n.network.name, &lb).unwrap();
+                store.create(&n.network.name, &lb).unwrap();
                 store
-                    .update_load_balancer(&n.network.name, &lb.listen_address, &lb.put, Some(1))
+                    .update::<LoadBalancersPost>(
+                        &n.network.name,
+                        &lb.listen_address,
+                        &lb.put,
+                        Some(1),
+                    )
                     .unwrap();
             }
         }

@@ -813,11 +813,11 @@ async fn an_object_too_big_for_nb_fails_alone() {
     let dir = d.stop().await;
     // Stored under the default limits (as by an older ovnlbd), not yet applied.
     {
-        use ovnlb::store::Store;
+        use ovnlb::store::Objects;
         let store = ovnlb::store::SqliteStore::open(dir.path().join("ovnlb.db")).unwrap();
         let lb: ovnlb::lb::model::LoadBalancersPost =
             serde_json::from_value(backends_body("192.0.2.10", 4096, "80")).unwrap();
-        store.create_load_balancer("ovn1", &lb).unwrap();
+        store.create("ovn1", &lb).unwrap();
         let d = Daemon::start_with(
             &ovn.nb,
             dir,

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ovnlb::api::{router, AppState};
 use ovnlb::feed::FeedReceiver;
-use ovnlb::lb::model::{ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost, Network};
+use ovnlb::lb::model::{AnyObject, Network, ObjectKind, ObjectRef, PutRef};
 use ovnlb::lb::state::DesiredState;
 use ovnlb::store::{Change, Result, SqliteStore, Store, Stored};
 use tower::ServiceExt;
@@ -74,53 +74,32 @@ impl Store for Gated {
     fn delete_network(&self, name: &str, if_match: Option<u64>) -> Result<()> {
         self.inner.delete_network(name, if_match)
     }
-    fn load_balancers(&self, network: &str) -> Result<Vec<Stored<LoadBalancersPost>>> {
-        self.inner.load_balancers(network)
+    fn objects(&self, kind: ObjectKind, network: &str) -> Result<Vec<Stored<AnyObject>>> {
+        self.inner.objects(kind, network)
     }
-    fn load_balancer(&self, network: &str, listen: &str) -> Result<Stored<LoadBalancersPost>> {
-        self.inner.load_balancer(network, listen)
+    fn object(&self, kind: ObjectKind, network: &str, listen: &str) -> Result<Stored<AnyObject>> {
+        self.inner.object(kind, network, listen)
     }
-    fn create_load_balancer(&self, network: &str, lb: &LoadBalancersPost) -> Result<u64> {
-        self.inner.create_load_balancer(network, lb)
+    fn create_object(&self, network: &str, o: ObjectRef<'_>) -> Result<u64> {
+        self.inner.create_object(network, o)
     }
-    fn update_load_balancer(
+    fn update_object(
         &self,
         network: &str,
         listen: &str,
-        put: &LoadBalancerPut,
+        put: PutRef<'_>,
         if_match: Option<u64>,
     ) -> Result<u64> {
-        self.inner
-            .update_load_balancer(network, listen, put, if_match)
+        self.inner.update_object(network, listen, put, if_match)
     }
-    fn delete_load_balancer(
+    fn delete_object(
         &self,
+        kind: ObjectKind,
         network: &str,
         listen: &str,
         if_match: Option<u64>,
     ) -> Result<()> {
-        self.inner.delete_load_balancer(network, listen, if_match)
-    }
-    fn forwards(&self, network: &str) -> Result<Vec<Stored<ForwardsPost>>> {
-        self.inner.forwards(network)
-    }
-    fn forward(&self, network: &str, listen: &str) -> Result<Stored<ForwardsPost>> {
-        self.inner.forward(network, listen)
-    }
-    fn create_forward(&self, network: &str, f: &ForwardsPost) -> Result<u64> {
-        self.inner.create_forward(network, f)
-    }
-    fn update_forward(
-        &self,
-        network: &str,
-        listen: &str,
-        put: &ForwardPut,
-        if_match: Option<u64>,
-    ) -> Result<u64> {
-        self.inner.update_forward(network, listen, put, if_match)
-    }
-    fn delete_forward(&self, network: &str, listen: &str, if_match: Option<u64>) -> Result<()> {
-        self.inner.delete_forward(network, listen, if_match)
+        self.inner.delete_object(kind, network, listen, if_match)
     }
     fn desired_state(&self) -> Result<DesiredState> {
         self.inner.desired_state()

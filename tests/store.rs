@@ -5,10 +5,10 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use ovnlb::lb::model::{ForwardsPost, LoadBalancerPut, LoadBalancersPost};
+use ovnlb::lb::model::{ForwardsPost, LoadBalancerPut, LoadBalancersPost, ObjectKind};
 use ovnlb::lb::state::resolve;
 use ovnlb::lb::validate::Limits;
-use ovnlb::store::{SqliteStore, Store, StoreError};
+use ovnlb::store::{Objects, SqliteStore, Store, StoreError};
 
 use common::net;
 
@@ -57,30 +57,26 @@ fn crud_revisions_and_uniqueness_in_the_database() {
     let s = SqliteStore::in_memory().unwrap();
     seeded(&s);
     let mut changes = s.subscribe();
-    assert_eq!(
-        s.create_load_balancer("ovn1", &lb("192.0.2.10")).unwrap(),
-        1
-    );
+    assert_eq!(s.create("ovn1", &lb("192.0.2.10")).unwrap(), 1);
     let c: Vec<_> = changes.try_changed().into_iter().collect();
     assert_eq!(
         c,
-        [ovnlb::store::Change {
-            network: "ovn1".into(),
-            listen: Some("192.0.2.10".into())
-        }]
+        [ovnlb::store::Change::object(
+            "ovn1",
+            ObjectKind::LoadBalancer,
+            "192.0.2.10"
+        )]
     );
-    let got = s.load_balancer("ovn1", "192.0.2.10").unwrap();
+    let got = s.get::<LoadBalancersPost>("ovn1", "192.0.2.10").unwrap();
     assert_eq!((got.value, got.revision), (lb("192.0.2.10"), 1));
 
     // Duplicate on the network: conflict. Same address on another network of the same
     // uplink, as a load balancer or a forward: conflict, from the database itself.
     assert!(matches!(
-        s.create_load_balancer("ovn1", &lb("192.0.2.10")),
+        s.create("ovn1", &lb("192.0.2.10")),
         Err(StoreError::Conflict(_))
     ));
-    let e = s
-        .create_load_balancer("ovn2", &lb("192.0.2.10"))
-        .unwrap_err();
+    let e = s.create("ovn2", &lb("192.0.2.10")).unwrap_err();
     assert!(
         matches!(&e, StoreError::Conflict(m) if m.contains("overlaps with another network")),
         "{e}"
@@ -89,12 +85,9 @@ fn crud_revisions_and_uniqueness_in_the_database() {
         listen_address: "192.0.2.10".into(),
         ..Default::default()
     };
+    assert!(matches!(s.create("ovn2", &f), Err(StoreError::Conflict(_))));
     assert!(matches!(
-        s.create_forward("ovn2", &f),
-        Err(StoreError::Conflict(_))
-    ));
-    assert!(matches!(
-        s.create_load_balancer("nope", &lb("192.0.2.11")),
+        s.create("nope", &lb("192.0.2.11")),
         Err(StoreError::NotFound(_))
     ));
 
@@ -103,12 +96,12 @@ fn crud_revisions_and_uniqueness_in_the_database() {
     put.description = "changed".into();
     put.config.insert("user.k".into(), "v".into());
     assert_eq!(
-        s.update_load_balancer("ovn1", "192.0.2.10", &put, Some(1))
+        s.update::<LoadBalancersPost>("ovn1", "192.0.2.10", &put, Some(1))
             .unwrap(),
         2
     );
     let e = s
-        .update_load_balancer("ovn1", "192.0.2.10", &put, Some(1))
+        .update::<LoadBalancersPost>("ovn1", "192.0.2.10", &put, Some(1))
         .unwrap_err();
     assert!(matches!(
         e,
@@ -117,7 +110,7 @@ fn crud_revisions_and_uniqueness_in_the_database() {
             expected: 1
         }
     ));
-    let got = s.load_balancer("ovn1", "192.0.2.10").unwrap();
+    let got = s.get::<LoadBalancersPost>("ovn1", "192.0.2.10").unwrap();
     assert_eq!(
         (
             got.value.put.description.as_str(),
@@ -128,18 +121,18 @@ fn crud_revisions_and_uniqueness_in_the_database() {
     );
 
     // Delete frees the address on the uplink.
-    s.delete_load_balancer("ovn1", "192.0.2.10", Some(2))
+    s.delete::<LoadBalancersPost>("ovn1", "192.0.2.10", Some(2))
         .unwrap();
     assert!(matches!(
-        s.load_balancer("ovn1", "192.0.2.10"),
+        s.get::<LoadBalancersPost>("ovn1", "192.0.2.10"),
         Err(StoreError::NotFound(_))
     ));
-    s.create_forward("ovn2", &f).unwrap();
-    assert_eq!(s.forwards("ovn2").unwrap().len(), 1);
+    s.create("ovn2", &f).unwrap();
+    assert_eq!(s.list::<ForwardsPost>("ovn2").unwrap().len(), 1);
 
     // Deleting a network takes its objects (and their addresses) along.
     s.delete_network("ovn2", None).unwrap();
-    s.create_load_balancer("ovn1", &lb("192.0.2.10")).unwrap();
+    s.create("ovn1", &lb("192.0.2.10")).unwrap();
     assert!(matches!(s.network("ovn2"), Err(StoreError::NotFound(_))));
 }
 
@@ -150,8 +143,8 @@ fn desired_state_round_trip_and_reopen() {
     {
         let s = SqliteStore::open(&path).unwrap();
         seeded(&s);
-        s.create_load_balancer("ovn1", &lb("192.0.2.10")).unwrap();
-        s.update_load_balancer("ovn1", "192.0.2.10", &lb("192.0.2.10").put, None)
+        s.create("ovn1", &lb("192.0.2.10")).unwrap();
+        s.update::<LoadBalancersPost>("ovn1", "192.0.2.10", &lb("192.0.2.10").put, None)
             .unwrap();
     }
     // Reopen: migrations are not run twice, data is there.
@@ -166,6 +159,37 @@ fn desired_state_round_trip_and_reopen() {
     );
 }
 
+/// A change names its object's kind, so a reader takes it as what it is: a forward is
+/// never read as a load balancer.
+#[test]
+fn a_change_names_the_kind_of_object_it_touched() {
+    let s = SqliteStore::in_memory().unwrap();
+    seeded(&s);
+    let mut changes = s.subscribe();
+    let f = ForwardsPost {
+        listen_address: "192.0.2.20".into(),
+        ..Default::default()
+    };
+    s.create("ovn1", &f).unwrap();
+    s.create("ovn1", &lb("192.0.2.10")).unwrap();
+    let c: Vec<_> = changes.try_changed().into_iter().collect();
+    assert_eq!(
+        c,
+        [
+            ovnlb::store::Change::object("ovn1", ObjectKind::LoadBalancer, "192.0.2.10"),
+            ovnlb::store::Change::object("ovn1", ObjectKind::Forward, "192.0.2.20"),
+        ]
+    );
+    assert!(matches!(
+        s.get::<LoadBalancersPost>("ovn1", "192.0.2.20"),
+        Err(StoreError::NotFound(m)) if m == "Network load balancer"
+    ));
+    assert_eq!(
+        s.get::<ForwardsPost>("ovn1", "192.0.2.20").unwrap().value,
+        f
+    );
+}
+
 /// The child half of `acknowledged_writes_survive_kill_9`.
 #[test]
 fn child_writer() {
@@ -175,7 +199,7 @@ fn child_writer() {
     let s = SqliteStore::open(&path).unwrap();
     seeded(&s);
     for i in 0.. {
-        s.create_load_balancer(
+        s.create(
             "ovn1",
             &lb(&format!("192.0.{}.{}", 2 + i / 250, i % 250 + 1)),
         )
@@ -211,7 +235,7 @@ fn acknowledged_writes_survive_kill_9() {
     child.wait().unwrap();
     let acked = acked.expect("writes were acknowledged");
     let s = SqliteStore::open(&path).unwrap();
-    let n = s.load_balancers("ovn1").unwrap().len();
+    let n = s.list::<LoadBalancersPost>("ovn1").unwrap().len();
     assert!(n > acked, "{n} stored, {} acknowledged", acked + 1);
 }
 

@@ -255,7 +255,7 @@ async fn not_found() -> ApiError {
 pub fn router(state: AppState) -> Router {
     let lbs = "/1.0/networks/{net}/load-balancers";
     let fwds = "/1.0/networks/{net}/forwards";
-    use objects::{Fwd, Lb};
+    use crate::lb::model::{ForwardsPost as Fwd, LoadBalancersPost as Lb};
     Router::new()
         .route("/1.0", get(server_info))
         .route("/1.0/", get(server_info))

@@ -1,166 +1,19 @@
 //! `/1.0/networks/<net>/load-balancers` and `/1.0/networks/<net>/forwards`: one set of
-//! handlers, generic over the object [`Kind`] ([`Lb`], [`Fwd`]).
+//! handlers, generic over the [`Object`] (its kind defined once, in [`crate::lb::model`]).
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::response::{created, sync, sync_etag};
 use super::{if_match, json_body, ApiError, AppState, Common};
-use crate::lb::model::{
-    canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost,
-};
+use crate::lb::model::{canonical_ip, Object};
 use crate::lb::network;
-use crate::lb::validate::{self, Limits, OvnNetwork, Uplink, ValidationError};
-use crate::store::{Store, StoreError, Stored};
-
-/// An object kind of the API: load balancers or forwards.
-pub trait Kind: Send + Sync + 'static {
-    /// The editable part (`PUT`).
-    type Put: Serialize + DeserializeOwned + Clone + Default + Send + Sync;
-    /// The whole object (`POST`, and what is stored).
-    type Post: Serialize + DeserializeOwned + Clone + Send + Sync;
-    /// The path segment: `load-balancers`, `forwards`.
-    const COLLECTION: &'static str;
-    /// 404 text, LXD's.
-    const NOT_FOUND: &'static str;
-    /// The name in messages: `load balancer`, `forward`.
-    const WHAT: &'static str;
-    /// The objects of a network.
-    ///
-    /// # Errors
-    /// The store's.
-    fn list(s: &dyn Store, net: &str) -> Result<Vec<Stored<Self::Post>>, StoreError>;
-    /// One object.
-    ///
-    /// # Errors
-    /// The store's.
-    fn get(s: &dyn Store, net: &str, listen: &str) -> Result<Stored<Self::Post>, StoreError>;
-    /// Create.
-    ///
-    /// # Errors
-    /// The store's.
-    fn create(s: &dyn Store, net: &str, o: &Self::Post) -> Result<u64, StoreError>;
-    /// Replace the editable fields.
-    ///
-    /// # Errors
-    /// The store's.
-    fn update(
-        s: &dyn Store,
-        net: &str,
-        listen: &str,
-        put: &Self::Put,
-        if_match: Option<u64>,
-    ) -> Result<u64, StoreError>;
-    /// Delete.
-    ///
-    /// # Errors
-    /// The store's.
-    fn delete(
-        s: &dyn Store,
-        net: &str,
-        listen: &str,
-        if_match: Option<u64>,
-    ) -> Result<(), StoreError>;
-    /// (listen address, editable part).
-    fn split(o: Self::Post) -> (String, Self::Put);
-    /// The whole object from its parts.
-    fn join(listen: String, put: Self::Put) -> Self::Post;
-    /// Canonical form.
-    fn normalise(o: &mut Self::Post);
-    /// Every broken rule.
-    fn validate(o: &Self::Post, net: &OvnNetwork, up: &Uplink, l: &Limits) -> Vec<ValidationError>;
-    /// The config map, for dropping keys set to `""`.
-    fn config(put: &mut Self::Put) -> &mut Config;
-}
-
-/// Load balancers.
-#[derive(Debug)]
-pub enum Lb {}
-/// Forwards.
-#[derive(Debug)]
-pub enum Fwd {}
-
-/// `Kind` for one object type: its types, texts and the store's methods for it.
-macro_rules! kind {
-    ($t:ty, $put:ty, $post:ty, $collection:literal, $not_found:literal, $what:literal,
-     $validate:path, list: $list:ident, get: $get:ident, create: $create:ident,
-     update: $update:ident, delete: $delete:ident) => {
-        impl Kind for $t {
-            type Put = $put;
-            type Post = $post;
-            const COLLECTION: &'static str = $collection;
-            const NOT_FOUND: &'static str = $not_found;
-            const WHAT: &'static str = $what;
-            fn list(s: &dyn Store, net: &str) -> Result<Vec<Stored<Self::Post>>, StoreError> {
-                s.$list(net)
-            }
-            fn get(
-                s: &dyn Store,
-                net: &str,
-                listen: &str,
-            ) -> Result<Stored<Self::Post>, StoreError> {
-                s.$get(net, listen)
-            }
-            fn create(s: &dyn Store, net: &str, o: &Self::Post) -> Result<u64, StoreError> {
-                s.$create(net, o)
-            }
-            fn update(
-                s: &dyn Store,
-                net: &str,
-                listen: &str,
-                put: &Self::Put,
-                if_match: Option<u64>,
-            ) -> Result<u64, StoreError> {
-                s.$update(net, listen, put, if_match)
-            }
-            fn delete(
-                s: &dyn Store,
-                net: &str,
-                listen: &str,
-                if_match: Option<u64>,
-            ) -> Result<(), StoreError> {
-                s.$delete(net, listen, if_match)
-            }
-            fn split(o: Self::Post) -> (String, Self::Put) {
-                (o.listen_address, o.put)
-            }
-            fn join(listen_address: String, put: Self::Put) -> Self::Post {
-                Self::Post {
-                    put,
-                    listen_address,
-                }
-            }
-            fn normalise(o: &mut Self::Post) {
-                o.normalise();
-            }
-            fn validate(
-                o: &Self::Post,
-                net: &OvnNetwork,
-                up: &Uplink,
-                l: &Limits,
-            ) -> Vec<ValidationError> {
-                $validate(o, net, up, l)
-            }
-            fn config(put: &mut Self::Put) -> &mut Config {
-                &mut put.config
-            }
-        }
-    };
-}
-
-kind!(Lb, LoadBalancerPut, LoadBalancersPost, "load-balancers",
-      "Network load balancer not found", "load balancer", validate::validate_load_balancer,
-      list: load_balancers, get: load_balancer, create: create_load_balancer,
-      update: update_load_balancer, delete: delete_load_balancer);
-kind!(Fwd, ForwardPut, ForwardsPost, "forwards", "Network forward not found", "forward",
-      validate::validate_forward, list: forwards, get: forward, create: create_forward,
-      update: update_forward, delete: delete_forward);
+use crate::lb::validate::{OvnNetwork, Uplink};
+use crate::store::{Objects, StoreError, Stored};
 
 /// The object as `GET` returns it: the stored fields plus `location` (always empty:
 /// OVN load balancers are not member-specific).
@@ -173,19 +26,19 @@ struct Served<'a, T: serde::Serialize> {
     location: &'static str,
 }
 
-fn served<K: Kind>(o: &K::Post) -> Served<'_, K::Post> {
+fn served<O: Object>(o: &O) -> Served<'_, O> {
     Served {
         object: o,
         location: "",
     }
 }
 
-fn url<K: Kind>(net: &str, listen: &str) -> String {
+fn url<O: Object>(net: &str, listen: &str) -> String {
     use super::response::segment;
     format!(
         "/1.0/networks/{}/{}/{}",
         segment(net),
-        K::COLLECTION,
+        O::KIND.collection(),
         segment(listen)
     )
 }
@@ -235,13 +88,13 @@ pub async fn ovn_context(
 }
 
 /// One object, read off the runtime's workers.
-async fn get<K: Kind>(
+async fn get<O: Object>(
     st: &AppState,
     network: &str,
     listen: &str,
-) -> Result<Stored<K::Post>, StoreError> {
+) -> Result<Stored<O>, StoreError> {
     let (net, l) = (network.to_owned(), listen.to_owned());
-    st.store.call(move |s| K::get(s, &net, &l)).await
+    st.store.call(move |s| s.get::<O>(&net, &l)).await
 }
 
 /// The listen address of a path, canonical.
@@ -251,18 +104,18 @@ fn path_listen(addr: &str) -> String {
 
 /// Normalise and validate `o` for `network`; `ctx` is its [`ovn_context`] when the
 /// caller has it already.
-async fn checked<K: Kind>(
+async fn checked<O: Object>(
     st: &AppState,
     network: &str,
     ctx: Option<(OvnNetwork, Uplink)>,
-    o: &mut K::Post,
+    o: &mut O,
 ) -> Result<(), ApiError> {
-    K::normalise(o);
+    o.normalise();
     let (net, up) = match ctx {
         Some(c) => c,
-        None => ovn_context(st, network, K::WHAT).await?,
+        None => ovn_context(st, network, O::KIND.what()).await?,
     };
-    let errors = K::validate(o, &net, &up, &st.limits);
+    let errors = o.validate(&net, &up, &st.limits);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -271,8 +124,8 @@ async fn checked<K: Kind>(
 }
 
 /// Drop config keys whose value is `""` (how lxc's `unset` removes a key).
-fn drop_empty<K: Kind>(put: &mut K::Put) {
-    K::config(put).retain(|_, v| !v.is_empty());
+fn drop_empty<O: Object>(put: &mut O::Put) {
+    O::config_mut(put).retain(|_, v| !v.is_empty());
 }
 
 /// What a write waits for: the `?wait` timeout and the status to watch. Checked before
@@ -345,26 +198,26 @@ impl<'a> Wait<'a> {
 ///
 /// # Errors
 /// 404 for an unknown network or project.
-pub async fn list<K: Kind>(
+pub async fn list<O: Object>(
     State(st): State<AppState>,
     Path(network): Path<String>,
     Query(q): Query<Common>,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    ovn_context(&st, &network, K::WHAT).await?;
+    ovn_context(&st, &network, O::KIND.what()).await?;
     let net = network.clone();
     let objs = st
         .store
-        .call(move |s| K::list(s, &net))
+        .call(move |s| s.list::<O>(&net))
         .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
     if q.recursive() {
-        let v: Vec<Served<'_, K::Post>> = objs.iter().map(|s| served::<K>(&s.value)).collect();
+        let v: Vec<Served<'_, O>> = objs.iter().map(|s| served::<O>(&s.value)).collect();
         Ok(sync(v))
     } else {
         let v: Vec<String> = objs
             .into_iter()
-            .map(|s| url::<K>(&network, &K::split(s.value).0))
+            .map(|s| url::<O>(&network, s.value.listen()))
             .collect();
         Ok(sync(v))
     }
@@ -374,7 +227,7 @@ pub async fn list<K: Kind>(
 ///
 /// # Errors
 /// 400 (the rule named), 404, 409 (address taken).
-pub async fn create<K: Kind>(
+pub async fn create<O: Object>(
     State(st): State<AppState>,
     Path(network): Path<String>,
     Query(q): Query<Common>,
@@ -382,68 +235,66 @@ pub async fn create<K: Kind>(
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let wait = Wait::of(&st, &q)?;
-    let mut o: K::Post = json_body(&body)?;
-    let (listen, mut put) = K::split(o);
-    drop_empty::<K>(&mut put);
-    if listen.trim().is_empty() {
+    let mut o: O = json_body(&body)?;
+    drop_empty::<O>(o.put_mut());
+    if o.listen().trim().is_empty() {
         return Err(ApiError::bad_request(
             "listen_address: a listen address is required (allocation is not supported)",
         ));
     }
-    o = K::join(listen, put);
-    checked::<K>(&st, &network, None, &mut o).await?;
+    checked::<O>(&st, &network, None, &mut o).await?;
     // (The object goes to the store's thread and comes back: no copy.)
     let net = network.clone();
     let (revision, o) = st
         .store
-        .call(move |s| K::create(s, &net, &o).map(|r| (r, o)))
+        .call(move |s| s.create(&net, &o).map(|r| (r, o)))
         .await
         .map_err(|e| ApiError::from_store(e, "Network not found"))?;
-    let listen = K::split(o).0;
-    wait.applied(&network, &listen, Some(revision)).await?;
-    Ok(created(&url::<K>(&network, &listen)))
+    let listen = o.listen();
+    wait.applied(&network, listen, Some(revision)).await?;
+    Ok(created(&url::<O>(&network, listen)))
 }
 
 /// `GET …/<kind>/<addr>` with `ETag`.
 ///
 /// # Errors
 /// 404.
-pub async fn show<K: Kind>(
+pub async fn show<O: Object>(
     State(st): State<AppState>,
     Path((network, addr)): Path<(String, String)>,
     Query(q): Query<Common>,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    ovn_context(&st, &network, K::WHAT).await?;
-    let s = get::<K>(&st, &network, &path_listen(&addr))
+    ovn_context(&st, &network, O::KIND.what()).await?;
+    let s = get::<O>(&st, &network, &path_listen(&addr))
         .await
-        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
-    Ok(sync_etag(served::<K>(&s.value), s.revision))
+        .map_err(|e| ApiError::from_store(e, O::KIND.not_found()))?;
+    Ok(sync_etag(served::<O>(&s.value), s.revision))
 }
 
-async fn write<K: Kind>(
+async fn write<O: Object>(
     st: AppState,
     ctx: Option<(OvnNetwork, Uplink)>,
     network: String,
     addr: String,
     q: Common,
     headers: HeaderMap,
-    put: K::Put,
+    put: O::Put,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     let wait = Wait::of(&st, &q)?;
     let listen = path_listen(&addr);
     let mut put = put;
-    drop_empty::<K>(&mut put);
-    let mut o = K::join(listen.clone(), put);
-    checked::<K>(&st, &network, ctx, &mut o).await?;
-    let (listen, put) = K::split(o);
+    drop_empty::<O>(&mut put);
+    let mut o = O::new(listen.clone(), put);
+    checked::<O>(&st, &network, ctx, &mut o).await?;
+    let (listen, put) = o.into_parts();
     let (net, l) = (network.clone(), listen.clone());
     let revision = st
         .store
-        .call(move |s| K::update(s, &net, &l, &put, expected))
+        .call(move |s| s.update::<O>(&net, &l, &put, expected))
         .await
-        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+        .map_err(|e| ApiError::from_store(e, O::KIND.not_found()))?;
     wait.applied(&network, &listen, Some(revision)).await?;
     Ok(sync(Value::Null))
 }
@@ -452,7 +303,7 @@ async fn write<K: Kind>(
 ///
 /// # Errors
 /// 400, 404, 409, 412.
-pub async fn put<K: Kind>(
+pub async fn put<O: Object>(
     State(st): State<AppState>,
     Path((network, addr)): Path<(String, String)>,
     Query(q): Query<Common>,
@@ -460,15 +311,15 @@ pub async fn put<K: Kind>(
     super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    let put: K::Put = json_body(&body)?;
+    let put: O::Put = json_body(&body)?;
     // The object must exist first (404 before any validation message).
     let (net, l) = (network.clone(), path_listen(&addr));
     let missing = st
         .store
-        .call(move |s| match K::get(s, &net, &l) {
+        .call(move |s| match s.get::<O>(&net, &l) {
             Ok(_) => Ok(None),
             Err(StoreError::NotFound(_)) => Ok(Some(if s.network(&net).is_ok() {
-                K::NOT_FOUND
+                O::KIND.not_found()
             } else {
                 "Network not found"
             })),
@@ -479,7 +330,7 @@ pub async fn put<K: Kind>(
     if let Some(what) = missing {
         return Err(ApiError::not_found(what));
     }
-    write::<K>(st, None, network, addr, q, headers, put).await
+    write::<O>(st, None, network, addr, q, headers, put).await
 }
 
 /// Merge a PATCH body into the stored editable fields: keys present replace the stored
@@ -488,7 +339,7 @@ pub async fn put<K: Kind>(
 ///
 /// # Errors
 /// 400 when the body is not an object or the result does not decode.
-pub fn merge<K: Kind>(stored: &K::Put, body: &[u8]) -> Result<K::Put, ApiError> {
+pub fn merge<O: Object>(stored: &O::Put, body: &[u8]) -> Result<O::Put, ApiError> {
     let patch: Value = json_body(body)?;
     let Value::Object(patch) = patch else {
         return Err(ApiError::bad_request(
@@ -529,7 +380,7 @@ pub fn merge<K: Kind>(stored: &K::Put, body: &[u8]) -> Result<K::Put, ApiError> 
 ///
 /// # Errors
 /// 400, 404, 409, 412.
-pub async fn patch<K: Kind>(
+pub async fn patch<O: Object>(
     State(st): State<AppState>,
     Path((network, addr)): Path<(String, String)>,
     Query(q): Query<Common>,
@@ -537,26 +388,26 @@ pub async fn patch<K: Kind>(
     super::Body(body): super::Body,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    let ctx = ovn_context(&st, &network, K::WHAT).await?;
-    let stored = get::<K>(&st, &network, &path_listen(&addr))
+    let ctx = ovn_context(&st, &network, O::KIND.what()).await?;
+    let stored = get::<O>(&st, &network, &path_listen(&addr))
         .await
-        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+        .map_err(|e| ApiError::from_store(e, O::KIND.not_found()))?;
     // A PATCH builds on what it read: with no If-Match, on exactly that revision.
     let expected = if_match(&headers)?.unwrap_or(stored.revision);
-    let put = merge::<K>(&K::split(stored.value).1, &body)?;
+    let put = merge::<O>(&stored.value.into_parts().1, &body)?;
     let mut headers = headers;
     if let Ok(v) = expected.to_string().parse() {
         headers.insert(axum::http::header::IF_MATCH, v);
     }
     // The network as checked above (not read and parsed a second time).
-    write::<K>(st, Some(ctx), network, addr, q, headers, put).await
+    write::<O>(st, Some(ctx), network, addr, q, headers, put).await
 }
 
 /// `DELETE …/<kind>/<addr>` (a body is ignored; `If-Match` checked when sent).
 ///
 /// # Errors
 /// 404, 412.
-pub async fn delete<K: Kind>(
+pub async fn delete<O: Object>(
     State(st): State<AppState>,
     Path((network, addr)): Path<(String, String)>,
     Query(q): Query<Common>,
@@ -564,14 +415,14 @@ pub async fn delete<K: Kind>(
 ) -> Result<Response, ApiError> {
     q.check_project()?;
     let wait = Wait::of(&st, &q)?;
-    ovn_context(&st, &network, K::WHAT).await?;
+    ovn_context(&st, &network, O::KIND.what()).await?;
     let listen = path_listen(&addr);
     let expected = if_match(&headers)?;
     let (net, l) = (network.clone(), listen.clone());
     st.store
-        .call(move |s| K::delete(s, &net, &l, expected))
+        .call(move |s| s.delete::<O>(&net, &l, expected))
         .await
-        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+        .map_err(|e| ApiError::from_store(e, O::KIND.not_found()))?;
     wait.applied(&network, &listen, None).await?;
     Ok(sync(Value::Null))
 }
@@ -581,17 +432,17 @@ pub async fn delete<K: Kind>(
 ///
 /// # Errors
 /// 404.
-pub async fn state<K: Kind>(
+pub async fn state<O: Object>(
     State(st): State<AppState>,
     Path((network, addr)): Path<(String, String)>,
     Query(q): Query<Common>,
 ) -> Result<Response, ApiError> {
     q.check_project()?;
-    let (net, _) = ovn_context(&st, &network, K::WHAT).await?;
+    let (net, _) = ovn_context(&st, &network, O::KIND.what()).await?;
     let listen = path_listen(&addr);
-    let s = get::<K>(&st, &network, &listen)
+    let s = get::<O>(&st, &network, &listen)
         .await
-        .map_err(|e| ApiError::from_store(e, K::NOT_FOUND))?;
+        .map_err(|e| ApiError::from_store(e, O::KIND.not_found()))?;
     let key = st.status.as_ref().and_then(|s| s.key(&network, &listen));
     let net_error = st.status.as_ref().and_then(|s| s.network_error(&network));
     let rows: Vec<(String, uuid::Uuid, String)> =
@@ -627,7 +478,7 @@ pub async fn state<K: Kind>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lb::model::LoadBalancerBackend;
+    use crate::lb::model::{LoadBalancerBackend, LoadBalancerPut, LoadBalancersPost};
 
     #[test]
     fn patch_merges_as_documented() {
@@ -647,17 +498,17 @@ mod tests {
         };
         // config merged key by key ("" stays for the caller to drop), description kept,
         // null leaves a field, listen_address ignored.
-        let m = merge::<Lb>(&stored, br#"{"config":{"user.a":"","user.c":"3"},"backends":null,"listen_address":"192.0.2.99"}"#).unwrap();
+        let m = merge::<LoadBalancersPost>(&stored, br#"{"config":{"user.a":"","user.c":"3"},"backends":null,"listen_address":"192.0.2.99"}"#).unwrap();
         assert_eq!(m.description, "web");
         assert_eq!(m.config.get("user.a").map(String::as_str), Some(""));
         assert_eq!(m.config.get("user.b").map(String::as_str), Some("2"));
         assert_eq!(m.config.get("user.c").map(String::as_str), Some("3"));
         assert_eq!(m.backends.len(), 1);
         // No config at all: not a crash, config kept.
-        let m = merge::<Lb>(&stored, br#"{"description":"x"}"#).unwrap();
+        let m = merge::<LoadBalancersPost>(&stored, br#"{"description":"x"}"#).unwrap();
         assert_eq!((m.description.as_str(), m.config.len()), ("x", 2));
-        assert!(merge::<Lb>(&stored, b"[1]").is_err());
-        assert!(merge::<Lb>(&stored, br#"{"backends":"nope"}"#).is_err());
+        assert!(merge::<LoadBalancersPost>(&stored, b"[1]").is_err());
+        assert!(merge::<LoadBalancersPost>(&stored, br#"{"backends":"nope"}"#).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::lb::model::{
     Config, Forward, ForwardPort, ForwardPut, LoadBalancer, LoadBalancerBackend, LoadBalancerPort,
-    LoadBalancerPut, Network,
+    LoadBalancerPut, Network, ObjectKind,
 };
 pub use http::{Client, ClientError};
 
@@ -350,29 +350,8 @@ impl Connect {
     }
 }
 
-/// What an object kind is called, and where it lives.
-#[derive(Debug, Clone, Copy)]
-struct Kind {
-    /// `load-balancers` or `forwards`.
-    collection: &'static str,
-    /// `Network load balancer` or `Network forward`.
-    title: &'static str,
-    lb: bool,
-}
-
-const LB: Kind = Kind {
-    collection: "load-balancers",
-    title: "Network load balancer",
-    lb: true,
-};
-const FWD: Kind = Kind {
-    collection: "forwards",
-    title: "Network forward",
-    lb: false,
-};
-
-fn obj_path(k: Kind, net: &str, addr: &str) -> String {
-    format!("/1.0/networks/{net}/{}/{addr}", k.collection)
+fn obj_path(k: ObjectKind, net: &str, addr: &str) -> String {
+    format!("/1.0/networks/{net}/{}/{addr}", k.collection())
 }
 
 fn parse_pairs(pairs: &[String]) -> Result<Vec<(String, String)>> {
@@ -453,8 +432,8 @@ struct NetworkShow {
 pub async fn run(cmd: NetworkCmd, conn: &Connect, out: &mut dyn Write) -> Result<()> {
     let c = conn.client()?;
     match cmd {
-        NetworkCmd::LoadBalancer(o) => object(LB, o, &c, out).await,
-        NetworkCmd::Forward(o) => object(FWD, o, &c, out).await,
+        NetworkCmd::LoadBalancer(o) => object(ObjectKind::LoadBalancer, o, &c, out).await,
+        NetworkCmd::Forward(o) => object(ObjectKind::Forward, o, &c, out).await,
         other => network(other, &c, out).await,
     }
 }
@@ -764,9 +743,9 @@ async fn set_network(
 }
 
 /// The object of a GET as the editable YAML/JSON (`description`, `config`, …).
-fn editable(k: Kind, v: &Value) -> Result<Value> {
+fn editable(k: ObjectKind, v: &Value) -> Result<Value> {
     let e = |e: serde_json::Error| CliError(e.to_string());
-    Ok(if k.lb {
+    Ok(if k == ObjectKind::LoadBalancer {
         let o: LoadBalancer = serde_json::from_value(v.clone()).map_err(e)?;
         serde_json::to_value(o.put).map_err(e)?
     } else {
@@ -775,13 +754,13 @@ fn editable(k: Kind, v: &Value) -> Result<Value> {
     })
 }
 
-async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Result<()> {
+async fn object(k: ObjectKind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Result<()> {
     match cmd {
         ObjectCmd::List { network, format } => {
             let r = c
                 .get(&format!(
                     "/1.0/networks/{network}/{}?recursion=1",
-                    k.collection
+                    k.collection()
                 ))
                 .await?;
             let objs: Vec<Value> = serde_json::from_value(r.metadata.clone()).unwrap_or_default();
@@ -797,7 +776,7 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
                     .map_or(0, Vec::len)
                     .to_string()
             };
-            let (header, rows): (Vec<&str>, Vec<Vec<String>>) = if k.lb {
+            let (header, rows): (Vec<&str>, Vec<Vec<String>>) = if k == ObjectKind::LoadBalancer {
                 (
                     vec!["LISTEN ADDRESS", "DESCRIPTION", "PORTS"],
                     objs.iter()
@@ -832,7 +811,7 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
         } => {
             let r = c.get(&obj_path(k, &network, &listen_address)).await?;
             let e = |e: serde_json::Error| CliError(e.to_string());
-            let text = if k.lb {
+            let text = if k == ObjectKind::LoadBalancer {
                 yaml(&serde_json::from_value::<LoadBalancer>(r.metadata).map_err(e)?)?
             } else {
                 yaml(&serde_json::from_value::<Forward>(r.metadata).map_err(e)?)?
@@ -877,12 +856,12 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
             );
             c.request(
                 Method::POST,
-                &format!("/1.0/networks/{network}/{}", k.collection),
+                &format!("/1.0/networks/{network}/{}", k.collection()),
                 Some(&body),
                 None,
             )
             .await?;
-            write_out(out, &format!("{} {listen_address} created\n", k.title))
+            write_out(out, &format!("{} {listen_address} created\n", k.title()))
         }
         ObjectCmd::Get {
             network,
@@ -949,7 +928,7 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
                 serde_yaml_ng::from_str(&text).map_err(|e| CliError(format!("yaml: {e}")))?;
             // Strict, as lxc: the YAML must read as the editable object.
             let e = |e: serde_json::Error| CliError(format!("yaml: {e}"));
-            let (fields, ty): (&[&str], _) = if k.lb {
+            let (fields, ty): (&[&str], _) = if k == ObjectKind::LoadBalancer {
                 (
                     &["description", "config", "backends", "ports"],
                     "NetworkLoadBalancerPut",
@@ -963,7 +942,7 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
             {
                 return err(format!("yaml: field {bad} not found in type {ty}"));
             }
-            if k.lb {
+            if k == ObjectKind::LoadBalancer {
                 serde_json::from_value::<LoadBalancerPut>(v.clone()).map_err(e)?;
             } else {
                 serde_json::from_value::<ForwardPut>(v.clone()).map_err(e)?;
@@ -983,10 +962,10 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
                 None,
             )
             .await?;
-            write_out(out, &format!("{} {listen_address} deleted\n", k.title))
+            write_out(out, &format!("{} {listen_address} deleted\n", k.title()))
         }
         ObjectCmd::Backend(b) => {
-            if !k.lb {
+            if k == ObjectKind::Forward {
                 return err("Forwards have no backends");
             }
             match b {
@@ -1090,7 +1069,7 @@ async fn object(k: Kind, cmd: ObjectCmd, c: &Client, out: &mut dyn Write) -> Res
 
 /// GET, change the editable fields with `f`, PUT with `If-Match`.
 async fn modify(
-    k: Kind,
+    k: ObjectKind,
     c: &Client,
     network: &str,
     addr: &str,
@@ -1105,7 +1084,7 @@ async fn modify(
     Ok(())
 }
 
-async fn port(k: Kind, p: PortCmd, c: &Client) -> Result<()> {
+async fn port(k: ObjectKind, p: PortCmd, c: &Client) -> Result<()> {
     match p {
         PortCmd::Add {
             network,
@@ -1118,7 +1097,7 @@ async fn port(k: Kind, p: PortCmd, c: &Client) -> Result<()> {
         } => {
             modify(k, c, &network, &listen_address, |v| {
                 let e = |e: serde_json::Error| CliError(e.to_string());
-                if k.lb {
+                if k == ObjectKind::LoadBalancer {
                     if target_ports.is_some() {
                         return err("Load balancer ports take backends, not target ports");
                     }

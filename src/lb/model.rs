@@ -244,6 +244,249 @@ impl ForwardsPost {
     }
 }
 
+/// The two kinds of object a network holds: defined once, used by the store, the API,
+/// the CLI and the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectKind {
+    /// A network load balancer.
+    LoadBalancer,
+    /// A network forward.
+    Forward,
+}
+
+impl ObjectKind {
+    /// Both kinds.
+    pub const ALL: [ObjectKind; 2] = [ObjectKind::LoadBalancer, ObjectKind::Forward];
+
+    /// The API's path segment: `load-balancers`, `forwards`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            ObjectKind::LoadBalancer => "load-balancers",
+            ObjectKind::Forward => "forwards",
+        }
+    }
+
+    /// The name in messages: `load balancer`, `forward`.
+    pub fn what(self) -> &'static str {
+        match self {
+            ObjectKind::LoadBalancer => "load balancer",
+            ObjectKind::Forward => "forward",
+        }
+    }
+
+    /// LXD's title: `Network load balancer`, `Network forward`.
+    pub fn title(self) -> &'static str {
+        match self {
+            ObjectKind::LoadBalancer => "Network load balancer",
+            ObjectKind::Forward => "Network forward",
+        }
+    }
+
+    /// LXD's 404 text: `Network load balancer not found`.
+    pub fn not_found(self) -> &'static str {
+        match self {
+            ObjectKind::LoadBalancer => "Network load balancer not found",
+            ObjectKind::Forward => "Network forward not found",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.what())
+    }
+}
+
+/// A load balancer or a forward, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyObject {
+    /// A load balancer.
+    LoadBalancer(LoadBalancersPost),
+    /// A forward.
+    Forward(ForwardsPost),
+}
+
+impl AnyObject {
+    /// Its kind.
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            AnyObject::LoadBalancer(_) => ObjectKind::LoadBalancer,
+            AnyObject::Forward(_) => ObjectKind::Forward,
+        }
+    }
+
+    /// Its listen address.
+    pub fn listen(&self) -> &str {
+        match self {
+            AnyObject::LoadBalancer(o) => &o.listen_address,
+            AnyObject::Forward(o) => &o.listen_address,
+        }
+    }
+}
+
+/// A load balancer or a forward, borrowed (what a store writes).
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectRef<'a> {
+    /// A load balancer.
+    LoadBalancer(&'a LoadBalancersPost),
+    /// A forward.
+    Forward(&'a ForwardsPost),
+}
+
+/// The editable part of a load balancer or a forward, borrowed (what an update writes).
+#[derive(Debug, Clone, Copy)]
+pub enum PutRef<'a> {
+    /// A load balancer's.
+    LoadBalancer(&'a LoadBalancerPut),
+    /// A forward's.
+    Forward(&'a ForwardPut),
+}
+
+impl PutRef<'_> {
+    /// Its kind.
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            PutRef::LoadBalancer(_) => ObjectKind::LoadBalancer,
+            PutRef::Forward(_) => ObjectKind::Forward,
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::LoadBalancersPost {}
+    impl Sealed for super::ForwardsPost {}
+}
+
+/// What code generic over the kind needs of an object: [`LoadBalancersPost`] and
+/// [`ForwardsPost`] (sealed).
+pub trait Object:
+    sealed::Sealed + Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+    /// The editable part (`PUT`).
+    type Put: Serialize + serde::de::DeserializeOwned + Clone + Default + Send + Sync + 'static;
+    /// Its kind.
+    const KIND: ObjectKind;
+    /// The whole object from its parts.
+    fn new(listen_address: String, put: Self::Put) -> Self;
+    /// Its listen address.
+    fn listen(&self) -> &str;
+    /// Its editable part.
+    fn put_mut(&mut self) -> &mut Self::Put;
+    /// Its parts.
+    fn into_parts(self) -> (String, Self::Put);
+    /// The config map of an editable part.
+    fn config_mut(put: &mut Self::Put) -> &mut Config;
+    /// Canonical form, the listen address included.
+    fn normalise(&mut self);
+    /// Every broken rule, against the network's context.
+    fn validate(
+        &self,
+        net: &super::validate::OvnNetwork,
+        uplink: &super::validate::Uplink,
+        limits: &super::validate::Limits,
+    ) -> Vec<super::validate::ValidationError>;
+    /// Borrowed, for a store.
+    fn as_ref(&self) -> ObjectRef<'_>;
+    /// An editable part borrowed, for a store.
+    fn put_ref(put: &Self::Put) -> PutRef<'_>;
+    /// Back from an [`AnyObject`] (`None`: the other kind).
+    fn from_any(o: AnyObject) -> Option<Self>;
+}
+
+impl Object for LoadBalancersPost {
+    type Put = LoadBalancerPut;
+    const KIND: ObjectKind = ObjectKind::LoadBalancer;
+    fn new(listen_address: String, put: LoadBalancerPut) -> Self {
+        LoadBalancersPost {
+            listen_address,
+            put,
+        }
+    }
+    fn listen(&self) -> &str {
+        &self.listen_address
+    }
+    fn put_mut(&mut self) -> &mut LoadBalancerPut {
+        &mut self.put
+    }
+    fn into_parts(self) -> (String, LoadBalancerPut) {
+        (self.listen_address, self.put)
+    }
+    fn config_mut(put: &mut LoadBalancerPut) -> &mut Config {
+        &mut put.config
+    }
+    fn normalise(&mut self) {
+        LoadBalancersPost::normalise(self);
+    }
+    fn validate(
+        &self,
+        net: &super::validate::OvnNetwork,
+        uplink: &super::validate::Uplink,
+        limits: &super::validate::Limits,
+    ) -> Vec<super::validate::ValidationError> {
+        super::validate::validate_load_balancer(self, net, uplink, limits)
+    }
+    fn as_ref(&self) -> ObjectRef<'_> {
+        ObjectRef::LoadBalancer(self)
+    }
+    fn put_ref(put: &LoadBalancerPut) -> PutRef<'_> {
+        PutRef::LoadBalancer(put)
+    }
+    fn from_any(o: AnyObject) -> Option<Self> {
+        match o {
+            AnyObject::LoadBalancer(o) => Some(o),
+            AnyObject::Forward(_) => None,
+        }
+    }
+}
+
+impl Object for ForwardsPost {
+    type Put = ForwardPut;
+    const KIND: ObjectKind = ObjectKind::Forward;
+    fn new(listen_address: String, put: ForwardPut) -> Self {
+        ForwardsPost {
+            listen_address,
+            put,
+        }
+    }
+    fn listen(&self) -> &str {
+        &self.listen_address
+    }
+    fn put_mut(&mut self) -> &mut ForwardPut {
+        &mut self.put
+    }
+    fn into_parts(self) -> (String, ForwardPut) {
+        (self.listen_address, self.put)
+    }
+    fn config_mut(put: &mut ForwardPut) -> &mut Config {
+        &mut put.config
+    }
+    fn normalise(&mut self) {
+        ForwardsPost::normalise(self);
+    }
+    fn validate(
+        &self,
+        net: &super::validate::OvnNetwork,
+        uplink: &super::validate::Uplink,
+        limits: &super::validate::Limits,
+    ) -> Vec<super::validate::ValidationError> {
+        super::validate::validate_forward(self, net, uplink, limits)
+    }
+    fn as_ref(&self) -> ObjectRef<'_> {
+        ObjectRef::Forward(self)
+    }
+    fn put_ref(put: &ForwardPut) -> PutRef<'_> {
+        PutRef::Forward(put)
+    }
+    fn from_any(o: AnyObject) -> Option<Self> {
+        match o {
+            AnyObject::Forward(o) => Some(o),
+            AnyObject::LoadBalancer(_) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

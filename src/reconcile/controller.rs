@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::plan::{self, Op};
 use super::transaction;
-use crate::lb::model::{ForwardsPost, LoadBalancersPost, Network};
+use crate::lb::model::{AnyObject, ForwardsPost, LoadBalancersPost, Network, ObjectKind};
 use crate::lb::network;
 use crate::lb::render::{self, keys, DesiredRow};
 use crate::lb::validate::{Limits, OvnNetwork};
@@ -203,20 +203,15 @@ fn listen_rows(v: &CacheView, index: &crate::ovsdb::IndexSpec, listen: &str) -> 
 /// The objects of one network, each with its listen address.
 type Objects = Vec<(String, Object)>;
 
-/// A stored load balancer as the controller keeps it, with its listen address.
-fn keep_lb(s: Stored<LoadBalancersPost>) -> (String, Object) {
-    (
-        s.value.listen_address.clone(),
-        Object::lb(s.value, s.revision),
-    )
-}
-
-/// A stored forward as the controller keeps it, with its listen address.
-fn keep_fwd(s: Stored<ForwardsPost>) -> (String, Object) {
-    (
-        s.value.listen_address.clone(),
-        Object::fwd(s.value, s.revision),
-    )
+/// A stored load balancer or forward as the controller keeps it, with its listen
+/// address.
+fn keep(s: Stored<AnyObject>) -> (String, Object) {
+    let listen = s.value.listen().to_owned();
+    let o = match s.value {
+        AnyObject::LoadBalancer(o) => Object::lb(o, s.revision),
+        AnyObject::Forward(o) => Object::fwd(o, s.revision),
+    };
+    (listen, o)
 }
 
 /// What a store change names, as the store holds it now.
@@ -230,28 +225,26 @@ enum Intake {
 
 /// Read what `c` touched (on a blocking thread, with the store).
 fn intake(s: &dyn Store, c: Change) -> (Change, Result<Intake, StoreError>) {
-    let got = match &c.listen {
-        Some(listen) => match s.load_balancer(&c.network, listen) {
-            Ok(o) => Ok(Intake::Object(Some(Object::lb(o.value, o.revision)))),
-            Err(StoreError::NotFound(_)) => match s.forward(&c.network, listen) {
-                Ok(o) => Ok(Intake::Object(Some(Object::fwd(o.value, o.revision)))),
-                Err(_) => Ok(Intake::Object(None)),
-            },
+    let got = match &c.object {
+        Some(o) => match s.object(o.kind, &c.network, &o.listen) {
+            Ok(o) => Ok(Intake::Object(Some(keep(o).1))),
+            Err(StoreError::NotFound(_)) => Ok(Intake::Object(None)),
             Err(e) => Err(e),
         },
-        None => s.networks().map(|all| {
+        None => s.networks().and_then(|all| {
             let all: Vec<Network> = all.into_iter().map(|n| n.value).collect();
-            let objects = if all.iter().any(|n| n.name == c.network && n.kind == "ovn") {
-                let lbs = s.load_balancers(&c.network).unwrap_or_default();
-                let fwds = s.forwards(&c.network).unwrap_or_default();
-                lbs.into_iter()
-                    .map(keep_lb)
-                    .chain(fwds.into_iter().map(keep_fwd))
-                    .collect()
-            } else {
-                Objects::new()
-            };
-            Intake::Network { all, objects }
+            let mut objects = Objects::new();
+            if all.iter().any(|n| n.name == c.network && n.kind == "ovn") {
+                for kind in ObjectKind::ALL {
+                    match s.objects(kind, &c.network) {
+                        Ok(v) => objects.extend(v.into_iter().map(keep)),
+                        // Deleted since: the network's own change follows.
+                        Err(StoreError::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(Intake::Network { all, objects })
         }),
     };
     (c, got)
@@ -380,11 +373,17 @@ impl Controller {
             let rev = |listen: &str| d.revisions.get(listen).copied().unwrap_or_default();
             let lbs = d.load_balancers.into_iter().map(|o| {
                 let revision = rev(&o.listen_address);
-                keep_lb(Stored { revision, value: o })
+                keep(Stored {
+                    revision,
+                    value: AnyObject::LoadBalancer(o),
+                })
             });
             let fwds = d.forwards.into_iter().map(|o| {
                 let revision = rev(&o.listen_address);
-                keep_fwd(Stored { revision, value: o })
+                keep(Stored {
+                    revision,
+                    value: AnyObject::Forward(o),
+                })
             });
             let objects: Objects = lbs.chain(fwds).collect();
             self.load_network(&d.network, &networks, objects);
@@ -437,10 +436,10 @@ impl Controller {
             Err(e) => return warn!(error = %e, "reading the store"),
         };
         for (c, got) in read {
-            match (c.listen, got) {
+            match (c.object, got) {
                 (_, Err(e)) => warn!(error = %e, "reading the store"),
-                (Some(listen), Ok(Intake::Object(obj))) => {
-                    let key = (c.network.clone(), listen);
+                (Some(changed), Ok(Intake::Object(obj))) => {
+                    let key = (c.network.clone(), changed.listen);
                     match obj {
                         Some(o) => self.objects.insert(key.clone(), o),
                         None => self.objects.remove(&key),

@@ -165,14 +165,9 @@ mod tests {
             let (g, commit, n) = (g.clone(), commit.clone(), n.to_owned());
             std::thread::spawn(move || {
                 let work: Work = Box::new(|_| Ok(0));
-                g.write(
-                    Change {
-                        network: n,
-                        listen: None,
-                    },
-                    work,
-                    |jobs| (commit.lock().unwrap())(jobs),
-                )
+                g.write(Change::network(&n), work, |jobs| {
+                    (commit.lock().unwrap())(jobs)
+                })
             })
         };
         let a = spawn("a");

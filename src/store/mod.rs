@@ -15,7 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::feed::{Feed, FeedReceiver};
 use crate::lb::model::{
-    canonical_ip, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost, Network,
+    canonical_ip, AnyObject, Config, ForwardPut, ForwardsPost, LoadBalancerPut, LoadBalancersPost,
+    Network, Object, ObjectKind, ObjectRef, PutRef,
 };
 use crate::lb::state::{DesiredNetwork, DesiredState};
 
@@ -72,48 +73,96 @@ pub trait Store: Send + Sync {
     fn update_network(&self, n: &Network, if_match: Option<u64>) -> Result<u64>;
     /// Delete a network with its load balancers and forwards.
     fn delete_network(&self, name: &str, if_match: Option<u64>) -> Result<()>;
-    /// Load balancers of a network.
-    fn load_balancers(&self, network: &str) -> Result<Vec<Stored<LoadBalancersPost>>>;
-    /// One load balancer.
-    fn load_balancer(&self, network: &str, listen: &str) -> Result<Stored<LoadBalancersPost>>;
-    /// Create a load balancer (normalised by the caller).
-    fn create_load_balancer(&self, network: &str, lb: &LoadBalancersPost) -> Result<u64>;
-    /// Replace a load balancer's editable fields.
-    fn update_load_balancer(
+    /// The objects of `kind` of a network.
+    fn objects(&self, kind: ObjectKind, network: &str) -> Result<Vec<Stored<AnyObject>>>;
+    /// One object.
+    fn object(&self, kind: ObjectKind, network: &str, listen: &str) -> Result<Stored<AnyObject>>;
+    /// Create an object (normalised by the caller); returns its revision (1).
+    fn create_object(&self, network: &str, o: ObjectRef<'_>) -> Result<u64>;
+    /// Replace the editable fields of the object of `put`'s kind at `listen`.
+    fn update_object(
         &self,
         network: &str,
         listen: &str,
-        put: &LoadBalancerPut,
+        put: PutRef<'_>,
         if_match: Option<u64>,
     ) -> Result<u64>;
-    /// Delete a load balancer.
-    fn delete_load_balancer(
+    /// Delete an object.
+    fn delete_object(
         &self,
+        kind: ObjectKind,
         network: &str,
         listen: &str,
         if_match: Option<u64>,
     ) -> Result<()>;
-    /// Forwards of a network.
-    fn forwards(&self, network: &str) -> Result<Vec<Stored<ForwardsPost>>>;
-    /// One forward.
-    fn forward(&self, network: &str, listen: &str) -> Result<Stored<ForwardsPost>>;
-    /// Create a forward.
-    fn create_forward(&self, network: &str, f: &ForwardsPost) -> Result<u64>;
-    /// Replace a forward's editable fields.
-    fn update_forward(
-        &self,
-        network: &str,
-        listen: &str,
-        put: &ForwardPut,
-        if_match: Option<u64>,
-    ) -> Result<u64>;
-    /// Delete a forward.
-    fn delete_forward(&self, network: &str, listen: &str, if_match: Option<u64>) -> Result<()>;
     /// Everything, as desired state (with revisions).
     fn desired_state(&self) -> Result<DesiredState>;
     /// Changes committed from now on: which network, and which object of it (`None`: the
     /// network itself). Coalesced, never dropped.
     fn subscribe(&self) -> FeedReceiver<Change>;
+}
+
+/// The typed face of a [`Store`]'s objects, generic over their kind (every store has it).
+pub trait Objects: Store {
+    /// The objects of a network.
+    ///
+    /// # Errors
+    /// The store's.
+    fn list<O: Object>(&self, network: &str) -> Result<Vec<Stored<O>>> {
+        self.objects(O::KIND, network)?
+            .into_iter()
+            .map(typed)
+            .collect()
+    }
+
+    /// One object.
+    ///
+    /// # Errors
+    /// The store's.
+    fn get<O: Object>(&self, network: &str, listen: &str) -> Result<Stored<O>> {
+        typed(self.object(O::KIND, network, listen)?)
+    }
+
+    /// Create an object (normalised by the caller); returns its revision (1).
+    ///
+    /// # Errors
+    /// The store's.
+    fn create<O: Object>(&self, network: &str, o: &O) -> Result<u64> {
+        self.create_object(network, o.as_ref())
+    }
+
+    /// Replace an object's editable fields.
+    ///
+    /// # Errors
+    /// The store's.
+    fn update<O: Object>(
+        &self,
+        network: &str,
+        listen: &str,
+        put: &O::Put,
+        if_match: Option<u64>,
+    ) -> Result<u64> {
+        self.update_object(network, listen, O::put_ref(put), if_match)
+    }
+
+    /// Delete an object.
+    ///
+    /// # Errors
+    /// The store's.
+    fn delete<O: Object>(&self, network: &str, listen: &str, if_match: Option<u64>) -> Result<()> {
+        self.delete_object(O::KIND, network, listen, if_match)
+    }
+}
+
+impl<S: Store + ?Sized> Objects for S {}
+
+/// A stored object as the kind asked for.
+fn typed<O: Object>(s: Stored<AnyObject>) -> Result<Stored<O>> {
+    let Stored { value, revision } = s;
+    let kind = value.kind();
+    O::from_any(value)
+        .map(|value| Stored { value, revision })
+        .ok_or_else(|| StoreError::Corrupt(format!("a {kind} where a {} was asked for", O::KIND)))
 }
 
 /// A [`Store`] for async code: every call runs on tokio's blocking pool, so no SQLite
@@ -164,22 +213,36 @@ impl Handle {
 pub struct Change {
     /// The network.
     pub network: String,
-    /// The listen address of the load balancer or forward; `None` for the network.
-    pub listen: Option<String>,
+    /// The load balancer or forward; `None` for the network.
+    pub object: Option<ChangedObject>,
+}
+
+/// The object a [`Change`] touched.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangedObject {
+    /// Its kind.
+    pub kind: ObjectKind,
+    /// Its listen address (canonical).
+    pub listen: String,
 }
 
 impl Change {
-    fn network(n: &str) -> Change {
+    /// The network `n` itself.
+    pub fn network(n: &str) -> Change {
         Change {
             network: n.to_owned(),
-            listen: None,
+            object: None,
         }
     }
 
-    fn object(n: &str, listen: &str) -> Change {
+    /// The object of `kind` at `listen` on network `n`.
+    pub fn object(n: &str, kind: ObjectKind, listen: &str) -> Change {
         Change {
             network: n.to_owned(),
-            listen: Some(listen.to_owned()),
+            object: Some(ChangedObject {
+                kind,
+                listen: listen.to_owned(),
+            }),
         }
     }
 }
@@ -292,11 +355,11 @@ fn read_only(e: &StoreError) -> bool {
 }
 
 /// The tables of one object kind.
-struct Kind {
+struct ObjectTables {
+    kind: ObjectKind,
     table: &'static str,
     config: &'static str,
     fk: &'static str,
-    what: &'static str,
 }
 
 /// The stored fields of one load balancer or forward (owned: the write may run on
@@ -311,17 +374,47 @@ struct Fields {
     config: Config,
 }
 
-const LB: Kind = Kind {
+const LB: ObjectTables = ObjectTables {
+    kind: ObjectKind::LoadBalancer,
     table: "networks_load_balancers",
     config: "networks_load_balancers_config",
     fk: "network_load_balancer_id",
-    what: "Network load balancer",
 };
-const FWD: Kind = Kind {
+/// The tables of a kind.
+fn tables(kind: ObjectKind) -> &'static ObjectTables {
+    match kind {
+        ObjectKind::LoadBalancer => &LB,
+        ObjectKind::Forward => &FWD,
+    }
+}
+
+impl Fields {
+    fn of_lb(listen: &str, put: &LoadBalancerPut) -> Fields {
+        Fields {
+            listen: listen.to_owned(),
+            description: put.description.clone(),
+            backends: Some(json(&put.backends)),
+            ports: json(&put.ports),
+            config: put.config.clone(),
+        }
+    }
+
+    fn of_fwd(listen: &str, put: &ForwardPut) -> Fields {
+        Fields {
+            listen: listen.to_owned(),
+            description: put.description.clone(),
+            backends: None,
+            ports: json(&put.ports),
+            config: put.config.clone(),
+        }
+    }
+}
+
+const FWD: ObjectTables = ObjectTables {
+    kind: ObjectKind::Forward,
     table: "networks_forwards",
     config: "networks_forwards_config",
     fk: "network_forward_id",
-    what: "Network forward",
 };
 
 impl SqliteStore {
@@ -466,7 +559,12 @@ impl SqliteStore {
     }
 
     /// (id, revision) of an object.
-    fn object_ids(tx: &Connection, k: &Kind, network_id: i64, listen: &str) -> Result<(i64, u64)> {
+    fn object_ids(
+        tx: &Connection,
+        k: &ObjectTables,
+        network_id: i64,
+        listen: &str,
+    ) -> Result<(i64, u64)> {
         tx.query_row(
             &format!(
                 "SELECT id, revision FROM {} WHERE network_id = ?1 AND listen_address = ?2",
@@ -476,19 +574,19 @@ impl SqliteStore {
             |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
         )
         .optional()?
-        .ok_or_else(|| StoreError::NotFound(k.what.to_owned()))
+        .ok_or_else(|| StoreError::NotFound(k.kind.title().to_owned()))
     }
 
-    fn delete_object(
+    fn remove_object(
         &self,
-        k: &'static Kind,
+        k: &'static ObjectTables,
         network: &str,
         listen: &str,
         if_match: Option<u64>,
     ) -> Result<()> {
         let listen = canon(listen);
         let network = network.to_owned();
-        self.write(Change::object(&network, &listen), move |tx| {
+        self.write(Change::object(&network, k.kind, &listen), move |tx| {
             let (nid, _) = network_ids(tx, &network)?;
             let (id, rev) = Self::object_ids(tx, k, nid, &listen)?;
             check_rev(rev, if_match)?;
@@ -499,7 +597,7 @@ impl SqliteStore {
     }
 
     /// Insert an object row; `ports` and `backends` are JSON (backends empty for forwards).
-    fn create_object(&self, k: &'static Kind, network: &str, f: Fields) -> Result<u64> {
+    fn insert_object(&self, k: &'static ObjectTables, network: &str, f: Fields) -> Result<u64> {
         let Fields {
             listen,
             description,
@@ -509,13 +607,13 @@ impl SqliteStore {
         } = f;
         let listen = canon(&listen);
         let network = network.to_owned();
-        self.write(Change::object(&network, &listen), move |tx| {
+        self.write(Change::object(&network, k.kind, &listen), move |tx| {
             let (nid, uplink) = network_ids(tx, &network)?;
             let dup = tx
                 .query_row(&format!("SELECT 1 FROM {} WHERE network_id = ?1 AND listen_address = ?2", k.table), params![nid, listen], |_| Ok(()))
                 .optional()?;
             if dup.is_some() {
-                return Err(StoreError::Conflict(format!("A {} for that listen address already exists", k.what.to_lowercase().trim_start_matches("network "))));
+                return Err(StoreError::Conflict(format!("A {} for that listen address already exists", k.kind.title().to_lowercase().trim_start_matches("network "))));
             }
             let r = match &backends {
                 Some(b) => tx.execute(
@@ -533,9 +631,9 @@ impl SqliteStore {
         })
     }
 
-    fn update_object(
+    fn rewrite_object(
         &self,
-        k: &'static Kind,
+        k: &'static ObjectTables,
         network: &str,
         f: Fields,
         if_match: Option<u64>,
@@ -549,7 +647,7 @@ impl SqliteStore {
         } = f;
         let listen = canon(&listen);
         let network = network.to_owned();
-        self.write(Change::object(&network, &listen), move |tx| {
+        self.write(Change::object(&network, k.kind, &listen), move |tx| {
             let (nid, _) = network_ids(tx, &network)?;
             let (id, rev) = Self::object_ids(tx, k, nid, &listen)?;
             check_rev(rev, if_match)?;
@@ -647,6 +745,32 @@ impl SqliteStore {
                 })
             })
             .collect()
+    }
+
+    /// The objects of `kind` of a network (one, with `listen`), either kind's way.
+    fn objects_of(
+        conn: &Connection,
+        kind: ObjectKind,
+        network_id: i64,
+        listen: Option<&str>,
+    ) -> Result<Vec<Stored<AnyObject>>> {
+        fn any<O>(v: Vec<Stored<O>>, f: fn(O) -> AnyObject) -> Vec<Stored<AnyObject>> {
+            v.into_iter()
+                .map(|s| Stored {
+                    value: f(s.value),
+                    revision: s.revision,
+                })
+                .collect()
+        }
+        Ok(match kind {
+            ObjectKind::LoadBalancer => any(
+                Self::lbs_of(conn, network_id, listen)?,
+                AnyObject::LoadBalancer,
+            ),
+            ObjectKind::Forward => {
+                any(Self::fwds_of(conn, network_id, listen)?, AnyObject::Forward)
+            }
+        })
     }
 
     fn networks_of(conn: &Connection, name: Option<&str>) -> Result<Vec<(i64, Stored<Network>)>> {
@@ -753,113 +877,49 @@ impl Store for SqliteStore {
         .map(drop)
     }
 
-    fn load_balancers(&self, network: &str) -> Result<Vec<Stored<LoadBalancersPost>>> {
-        self.read(|c| Self::lbs_of(c, network_ids(c, network)?.0, None))
+    fn objects(&self, kind: ObjectKind, network: &str) -> Result<Vec<Stored<AnyObject>>> {
+        self.read(|c| Self::objects_of(c, kind, network_ids(c, network)?.0, None))
     }
 
-    fn load_balancer(&self, network: &str, listen: &str) -> Result<Stored<LoadBalancersPost>> {
+    fn object(&self, kind: ObjectKind, network: &str, listen: &str) -> Result<Stored<AnyObject>> {
         let listen = canon(listen);
         self.read(|c| {
-            Self::lbs_of(c, network_ids(c, network)?.0, Some(&listen))?
+            Self::objects_of(c, kind, network_ids(c, network)?.0, Some(&listen))?
                 .pop()
-                .ok_or_else(|| StoreError::NotFound(LB.what.into()))
+                .ok_or_else(|| StoreError::NotFound(kind.title().into()))
         })
     }
 
-    fn create_load_balancer(&self, network: &str, lb: &LoadBalancersPost) -> Result<u64> {
-        self.create_object(
-            &LB,
-            network,
-            Fields {
-                listen: lb.listen_address.clone(),
-                description: lb.put.description.clone(),
-                backends: Some(json(&lb.put.backends)),
-                ports: json(&lb.put.ports),
-                config: lb.put.config.clone(),
-            },
-        )
+    fn create_object(&self, network: &str, o: ObjectRef<'_>) -> Result<u64> {
+        let (k, f) = match o {
+            ObjectRef::LoadBalancer(lb) => (&LB, Fields::of_lb(&lb.listen_address, &lb.put)),
+            ObjectRef::Forward(f) => (&FWD, Fields::of_fwd(&f.listen_address, &f.put)),
+        };
+        self.insert_object(k, network, f)
     }
 
-    fn update_load_balancer(
+    fn update_object(
         &self,
         network: &str,
         listen: &str,
-        put: &LoadBalancerPut,
+        put: PutRef<'_>,
         if_match: Option<u64>,
     ) -> Result<u64> {
-        self.update_object(
-            &LB,
-            network,
-            Fields {
-                listen: listen.to_owned(),
-                description: put.description.clone(),
-                backends: Some(json(&put.backends)),
-                ports: json(&put.ports),
-                config: put.config.clone(),
-            },
-            if_match,
-        )
+        let (k, f) = match put {
+            PutRef::LoadBalancer(put) => (&LB, Fields::of_lb(listen, put)),
+            PutRef::Forward(put) => (&FWD, Fields::of_fwd(listen, put)),
+        };
+        self.rewrite_object(k, network, f, if_match)
     }
 
-    fn delete_load_balancer(
+    fn delete_object(
         &self,
+        kind: ObjectKind,
         network: &str,
         listen: &str,
         if_match: Option<u64>,
     ) -> Result<()> {
-        self.delete_object(&LB, network, listen, if_match)
-    }
-
-    fn forwards(&self, network: &str) -> Result<Vec<Stored<ForwardsPost>>> {
-        self.read(|c| Self::fwds_of(c, network_ids(c, network)?.0, None))
-    }
-
-    fn forward(&self, network: &str, listen: &str) -> Result<Stored<ForwardsPost>> {
-        let listen = canon(listen);
-        self.read(|c| {
-            Self::fwds_of(c, network_ids(c, network)?.0, Some(&listen))?
-                .pop()
-                .ok_or_else(|| StoreError::NotFound(FWD.what.into()))
-        })
-    }
-
-    fn create_forward(&self, network: &str, f: &ForwardsPost) -> Result<u64> {
-        self.create_object(
-            &FWD,
-            network,
-            Fields {
-                listen: f.listen_address.clone(),
-                description: f.put.description.clone(),
-                backends: None,
-                ports: json(&f.put.ports),
-                config: f.put.config.clone(),
-            },
-        )
-    }
-
-    fn update_forward(
-        &self,
-        network: &str,
-        listen: &str,
-        put: &ForwardPut,
-        if_match: Option<u64>,
-    ) -> Result<u64> {
-        self.update_object(
-            &FWD,
-            network,
-            Fields {
-                listen: listen.to_owned(),
-                description: put.description.clone(),
-                backends: None,
-                ports: json(&put.ports),
-                config: put.config.clone(),
-            },
-            if_match,
-        )
-    }
-
-    fn delete_forward(&self, network: &str, listen: &str, if_match: Option<u64>) -> Result<()> {
-        self.delete_object(&FWD, network, listen, if_match)
+        self.remove_object(tables(kind), network, listen, if_match)
     }
 
     fn desired_state(&self) -> Result<DesiredState> {
