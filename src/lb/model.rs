@@ -343,16 +343,6 @@ pub enum PutRef<'a> {
     Forward(&'a ForwardPut),
 }
 
-impl PutRef<'_> {
-    /// Its kind.
-    pub fn kind(&self) -> ObjectKind {
-        match self {
-            PutRef::LoadBalancer(_) => ObjectKind::LoadBalancer,
-            PutRef::Forward(_) => ObjectKind::Forward,
-        }
-    }
-}
-
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::LoadBalancersPost {}
