@@ -203,15 +203,17 @@ fn listen_rows(v: &CacheView, index: &crate::ovsdb::IndexSpec, listen: &str) -> 
 /// The objects of one network, each with its listen address.
 type Objects = Vec<(String, Object)>;
 
-/// A stored load balancer or forward as the controller keeps it, with its listen
-/// address.
-fn keep(s: Stored<AnyObject>) -> (String, Object) {
-    let listen = s.value.listen().to_owned();
-    let o = match s.value {
+/// A stored load balancer or forward as the controller keeps it.
+fn kept(s: Stored<AnyObject>) -> Object {
+    match s.value {
         AnyObject::LoadBalancer(o) => Object::lb(o, s.revision),
         AnyObject::Forward(o) => Object::fwd(o, s.revision),
-    };
-    (listen, o)
+    }
+}
+
+/// [`kept`], with its listen address.
+fn keep(s: Stored<AnyObject>) -> (String, Object) {
+    (s.value.listen().to_owned(), kept(s))
 }
 
 /// What a store change names, as the store holds it now.
@@ -227,7 +229,7 @@ enum Intake {
 fn intake(s: &dyn Store, c: Change) -> (Change, Result<Intake, StoreError>) {
     let got = match &c.object {
         Some(o) => match s.object(o.kind, &c.network, &o.listen) {
-            Ok(o) => Ok(Intake::Object(Some(keep(o).1))),
+            Ok(o) => Ok(Intake::Object(Some(kept(o)))),
             Err(StoreError::NotFound(_)) => Ok(Intake::Object(None)),
             Err(e) => Err(e),
         },
@@ -347,13 +349,15 @@ impl Controller {
         if n.kind != "ovn" {
             return Ok(None);
         }
-        let c = network::context(n, all, Some(&self.session)).map_err(|e| {
+        // The network and its subnets: its uplink was checked when it was stored, and
+        // planning does not read it.
+        let net = network::ovn(n, all, Some(&self.session)).map_err(|e| {
             e.iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
-        Ok(Some(c.net))
+        Ok(Some(net))
     }
 
     /// Reload everything from the store (every key dirty): what `run` does first. The
