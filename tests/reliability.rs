@@ -100,7 +100,13 @@ impl Child {
         let dir = tempfile::tempdir_in(tmp_base()).unwrap();
         let socket = dir.path().join("unix.socket");
         let child = ovnlbd(&[], nb, dir.path()).args(args).spawn().unwrap();
-        eventually(20, "socket", || socket.exists().then_some(())).await;
+        // Accepting connections, not only bound (the file exists before `listen`).
+        eventually(20, "socket", || {
+            std::os::unix::net::UnixStream::connect(&socket)
+                .is_ok()
+                .then_some(())
+        })
+        .await;
         Child {
             child,
             socket,
@@ -920,7 +926,12 @@ async fn a_deleted_socket_is_bound_again() {
     let nb = OvsdbServer::start();
     let d = Daemon::start(&nb).await;
     std::fs::remove_file(&d.socket).unwrap();
-    eventually(20, "the socket is back", || d.socket.exists().then_some(())).await;
+    eventually(20, "the socket is back", || {
+        std::os::unix::net::UnixStream::connect(&d.socket)
+            .is_ok()
+            .then_some(())
+    })
+    .await;
     req(&d.client(), Method::GET, "/1.0", None).await.unwrap();
 }
 

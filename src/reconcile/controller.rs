@@ -3,10 +3,13 @@
 //! Work is per key, (network, listen address): a store change marks its key dirty; an
 //! NB change to one of our rows marks the row's key dirty; a change to a router or
 //! switch marks the keys whose rows are missing from it (or sit on the wrong one); a
-//! periodic resync marks everything. Dirty keys are planned against the live cache
-//! ([`plan::plan_objects`]) and applied in batches, one guarded transaction per network
-//! batch. A failing key backs off (1 s doubling to 30 s) without holding up others.
-//! Nothing runs before the cache is ready, and every pass first syncs with the server.
+//! periodic resync marks everything. This file is the loop and that intake; the rest is
+//! cut along its seams: [`super::schedule`] says which dirty keys are due (a failing key
+//! backs off, jittered, without holding up others), [`super::memo`] keeps each key's
+//! rendered rows and what its last clean plan read, and [`super::apply`] plans a chunk
+//! of one network's keys against the live cache, commits it as one guarded transaction
+//! and records what NB then holds. Nothing runs before the cache is ready, and every
+//! round first syncs with the server.
 
 use crate::fasthash::HashMap;
 use std::collections::BTreeSet;
@@ -18,20 +21,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::plan::{self, Op};
-use super::transaction;
-use crate::lb::model::{AnyObject, ForwardsPost, LoadBalancersPost, Network, ObjectKind};
+use super::apply::{self, Outcome, Records};
+use super::memo::{Object, Rendered};
+use super::plan::{self, Plan};
+use super::schedule::Schedule;
+use crate::lb::model::{AnyObject, Network, ObjectKind};
 use crate::lb::network;
-use crate::lb::render::{self, keys, DesiredRow};
+use crate::lb::render::keys;
 use crate::lb::validate::{Limits, OvnNetwork};
 use crate::metrics::Metrics;
-use crate::nb::{LoadBalancer, LogicalRouter, LogicalSwitch, Table};
-use crate::ovsdb::{CacheRow, CacheView, Changes, Session};
+use crate::ovsdb::{CacheRow, Changes, Session};
 use crate::store::{Change, Handle, Store, StoreError, Stored};
 
 use crate::progress::{Key, KeyStatus, Status};
 
-/// Settings.
+/// How a controller works.
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
     /// Owner id in `external_ids`.
@@ -83,67 +87,24 @@ fn set_difference(a: &crate::ovsdb::Datum, b: &crate::ovsdb::Datum) -> Vec<Uuid>
     out
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Object {
-    Lb(LoadBalancersPost, u64),
-    Fwd(ForwardsPost, u64),
-}
-
-impl Object {
-    /// What the controller keeps of a load balancer: what renders (descriptions and
-    /// `user.*` keys never reach NB, and may be megabytes).
-    fn lb(mut o: LoadBalancersPost, revision: u64) -> Object {
-        o.put.description = String::new();
-        o.put.config.retain(|k, _| !k.starts_with("user."));
-        for b in &mut o.put.backends {
-            b.description = String::new();
-        }
-        for p in &mut o.put.ports {
-            p.description = String::new();
-        }
-        Object::Lb(o, revision)
-    }
-
-    /// What the controller keeps of a forward (as [`Object::lb`]).
-    fn fwd(mut o: ForwardsPost, revision: u64) -> Object {
-        o.put.description = String::new();
-        o.put.config.retain(|k, _| !k.starts_with("user."));
-        for p in &mut o.put.ports {
-            p.description = String::new();
-        }
-        Object::Fwd(o, revision)
-    }
-
-    fn revision(&self) -> u64 {
-        match self {
-            Object::Lb(_, r) | Object::Fwd(_, r) => *r,
-        }
-    }
-}
-
 /// The controller. Build it, then `run` it until cancelled.
 pub struct Controller {
+    /// The NB session: its cache is what plans read, its transactions what they write.
     session: Session,
+    /// The desired state (read on a blocking thread).
     store: Handle,
+    /// How it works.
     opts: ControllerOptions,
+    /// The progress the API reads (`/state`, `?wait`).
     status: Status,
     /// Parsed networks (`None`: invalid or not an `ovn` network).
     nets: HashMap<String, Option<OvnNetwork>>,
     /// Desired objects.
     objects: HashMap<Key, Object>,
-    /// Keys to reconcile.
-    dirty: BTreeSet<Key>,
-    /// Networks removed from the store whose rows must go.
-    removed: BTreeSet<String>,
-    /// Per-key backoff: (retry at, current delay). Only for keys in `dirty`: an entry
-    /// goes with its key ([`Controller::work`] drops the others), so the loop never wakes
-    /// for a key that has nothing left to retry.
-    backoff: HashMap<Key, (Instant, Duration)>,
-    /// Our NB rows → their key and what we last wrote into them. NB events whose row
-    /// still matches are the echo of our own commits and are ignored.
-    applied: HashMap<Uuid, (Key, DesiredRow)>,
-    /// Key → its NB rows (reverse of `applied`).
-    key_rows: HashMap<Key, Vec<Uuid>>,
+    /// Which keys are due, and which networks' rows must go.
+    schedule: Schedule,
+    /// Our NB rows and what we last wrote into them.
+    records: Records,
     /// Rendered rows per key, until its object or network changes: a resync only
     /// compares.
     rendered: HashMap<Key, Rendered>,
@@ -155,49 +116,6 @@ pub struct Controller {
     /// Routers and switches as last seen: a change is checked against the previous
     /// `load_balancer` set, so only the rows that joined or left it are looked at.
     targets: HashMap<Uuid, Arc<CacheRow>>,
-}
-
-/// A key's rendered rows, and what NB looked like when they were last found to match.
-#[derive(Debug)]
-struct Rendered {
-    rows: Vec<DesiredRow>,
-    /// Why the rows must not reach NB (one is over `max_row_bytes`: an object stored
-    /// under a larger limit, or before there was one).
-    too_big: Option<String>,
-    /// Set when a plan over the live cache found nothing to do for the key; dropped
-    /// with the rows (their object or network changed) and on failure.
-    seen: Option<Seen>,
-}
-
-/// The live rows a clean plan read, as (row count, highest row version) of the
-/// `Load_Balancer` rows under the key's listen address and of all routers and switches.
-/// Every insert or modify stamps a row with a version above all others, and a delete
-/// lowers the count, so while both pairs are unchanged, so is every row that plan read:
-/// the key still matches without comparing its rows again. This is what keeps a
-/// periodic resync cheap; any difference sends the key through the full plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Seen {
-    rows: (usize, u64),
-    topology: (usize, u64),
-}
-
-/// (count, highest version) of some rows.
-fn versions<'a>(rows: impl Iterator<Item = &'a Arc<CacheRow>>) -> (usize, u64) {
-    rows.fold((0, 0), |(n, v), r| (n + 1, v.max(r.version())))
-}
-
-/// [`Seen::topology`]: every router and switch (attachments are read from them).
-fn topology(v: &CacheView) -> (usize, u64) {
-    versions(
-        v.rows(LogicalRouter::NAME)
-            .chain(v.rows(LogicalSwitch::NAME)),
-    )
-}
-
-/// [`Seen::rows`]: the rows under one listen address, ours or not (`index`:
-/// [`plan::listen_index`]).
-fn listen_rows(v: &CacheView, index: &crate::ovsdb::IndexSpec, listen: &str) -> (usize, u64) {
-    versions(v.lookup(index, &crate::ovsdb::Datum::scalar(listen)).iter())
 }
 
 /// The objects of one network, each with its listen address.
@@ -263,11 +181,8 @@ impl Controller {
             status: Status::default(),
             nets: HashMap::default(),
             objects: HashMap::default(),
-            dirty: BTreeSet::new(),
-            removed: BTreeSet::new(),
-            backoff: HashMap::default(),
-            applied: HashMap::default(),
-            key_rows: HashMap::default(),
+            schedule: Schedule::default(),
+            records: Records::default(),
             rendered: HashMap::default(),
             metrics: Arc::new(Metrics::default()),
             store_feed: None,
@@ -311,10 +226,8 @@ impl Controller {
         loop {
             self.work().await;
             let wake = self
-                .backoff
-                .values()
-                .map(|(at, _)| *at)
-                .min()
+                .schedule
+                .next_wake()
                 .unwrap_or(next_resync)
                 .min(next_resync);
             tokio::select! {
@@ -397,10 +310,10 @@ impl Controller {
             old_objects.get(k) == self.objects.get(k) && old_nets.get(&k.0) == self.nets.get(&k.0)
         });
         for gone in old.iter().filter(|n| !self.nets.contains_key(*n)) {
-            self.removed.insert(gone.clone());
+            self.schedule.remove_network(gone);
         }
-        self.dirty.extend(old_keys);
-        self.dirty.extend(self.objects.keys().cloned());
+        self.schedule.mark_all(old_keys);
+        self.schedule.mark_all(self.objects.keys().cloned());
     }
 
     fn load_network(&mut self, n: &Network, all: &[Network], objects: Objects) {
@@ -448,9 +361,8 @@ impl Controller {
                         Some(o) => self.objects.insert(key.clone(), o),
                         None => self.objects.remove(&key),
                     };
-                    self.backoff.remove(&key);
                     self.rendered.remove(&key);
-                    self.dirty.insert(key);
+                    self.schedule.changed(key);
                 }
                 (_, Ok(Intake::Network { all, objects })) => {
                     // The network itself: reload it and all its objects.
@@ -464,16 +376,16 @@ impl Controller {
                         self.objects.remove(k);
                         self.rendered.remove(k);
                     }
-                    self.dirty.extend(keys);
+                    self.schedule.mark_all(keys);
                     match all.iter().find(|n| n.name == c.network) {
                         Some(n) => {
                             self.load_network(n, &all, objects);
-                            self.removed.remove(&c.network);
+                            self.schedule.keep_network(&c.network);
                         }
                         None => {
                             self.nets.remove(&c.network);
                             self.status.set_network_error(&c.network, None);
-                            self.removed.insert(c.network.clone());
+                            self.schedule.remove_network(&c.network);
                         }
                     }
                     let now: Vec<Key> = self
@@ -482,7 +394,7 @@ impl Controller {
                         .filter(|(n, _)| *n == c.network)
                         .cloned()
                         .collect();
-                    self.dirty.extend(now);
+                    self.schedule.mark_all(now);
                 }
                 (None, Ok(Intake::Object(_))) => {}
             }
@@ -491,7 +403,7 @@ impl Controller {
 
     fn on_nb(&mut self, changes: Changes) {
         if changes.resync {
-            self.dirty.extend(self.objects.keys().cloned());
+            self.schedule.mark_all(self.objects.keys().cloned());
         }
         let owner = self.opts.owner.clone();
         let cache = self.session.cache().clone();
@@ -500,10 +412,10 @@ impl Controller {
                 match table.as_str() {
                     "Load_Balancer" => {
                         let row = v.get(table, uuid);
-                        if let Some((k, want)) = self.applied.get(uuid) {
+                        if let Some((k, want)) = self.records.get(uuid) {
                             // The echo of our own write: nothing to do.
                             if !row.is_some_and(|r| plan::row_matches(r, want)) {
-                                self.dirty.insert(k.clone());
+                                self.schedule.mark(k.clone());
                             }
                         } else if let Some(r) = row {
                             let e = r.get("external_ids");
@@ -511,7 +423,7 @@ impl Controller {
                                 if let (Some(n), Some(l)) =
                                     (e.map_get(keys::NETWORK), e.map_get(keys::LISTEN))
                                 {
-                                    self.dirty.insert((n.to_owned(), l.to_owned()));
+                                    self.schedule.mark((n.to_owned(), l.to_owned()));
                                 }
                             }
                         }
@@ -522,7 +434,7 @@ impl Controller {
                         // rows we placed).
                         let Some(row) = v.get(table, uuid) else {
                             self.targets.remove(uuid);
-                            self.dirty.extend(self.objects.keys().cloned());
+                            self.schedule.mark_all(self.objects.keys().cloned());
                             continue;
                         };
                         let name = row.get_str("name").unwrap_or("");
@@ -545,7 +457,7 @@ impl Controller {
                             // a merge of the two sorted sets, not a look at every row.
                             Some(p) => {
                                 for u in set_difference(p.get("load_balancer"), set) {
-                                    if let Some((k, _)) = self.applied.get(&u) {
+                                    if let Some((k, _)) = self.records.get(&u) {
                                         if check(&u, k) {
                                             wrong.push(k.clone());
                                         }
@@ -554,14 +466,14 @@ impl Controller {
                             }
                             // First seen, or renamed: every row we placed.
                             None => {
-                                for (u, (k, _)) in &self.applied {
+                                for (u, k) in self.records.rows() {
                                     if check(u, k) {
                                         wrong.push(k.clone());
                                     }
                                 }
                             }
                         }
-                        self.dirty.extend(wrong);
+                        self.schedule.mark_all(wrong);
                     }
                     _ => {}
                 }
@@ -570,34 +482,15 @@ impl Controller {
     }
 
     fn ensure_rendered(&mut self, net: &OvnNetwork, key: &Key) {
-        if self.rendered.contains_key(key) {
-            return;
+        if !self.rendered.contains_key(key) {
+            let r = Rendered::new(
+                &self.opts.owner,
+                net,
+                self.objects.get(key),
+                self.opts.limits.max_row_bytes,
+            );
+            self.rendered.insert(key.clone(), r);
         }
-        let rows = match self.objects.get(key) {
-            Some(Object::Lb(lb, rev)) => {
-                render::render_load_balancer(&self.opts.owner, net, lb, *rev)
-            }
-            Some(Object::Fwd(f, rev)) => render::render_forward(&self.opts.owner, net, f, *rev),
-            None => Vec::new(),
-        };
-        let max = self.opts.limits.max_row_bytes;
-        let too_big = rows.iter().find_map(|r| {
-            let bytes = render::vips_bytes(r);
-            (bytes > max).then(|| {
-                format!(
-                    "Too large for OVN: the {} Load_Balancer row would hold {bytes} bytes of VIPs, more than the limit of {max} bytes per row (max_row_bytes); it is left out of NB until the object is shrunk",
-                    r.protocol
-                )
-            })
-        });
-        self.rendered.insert(
-            key.clone(),
-            Rendered {
-                rows,
-                too_big,
-                seen: None,
-            },
-        );
     }
 
     /// The periodic resync: every key checked against the live cache. The store is not
@@ -605,13 +498,13 @@ impl Controller {
     /// With nothing to change, a key costs a look at its rows' versions ([`Seen`]).
     pub async fn resync(&mut self) {
         Metrics::inc(&self.metrics.resyncs);
-        self.dirty.extend(self.objects.keys().cloned());
+        self.schedule.mark_all(self.objects.keys().cloned());
         self.work().await;
     }
 
     /// Reconcile dirty keys (and removed networks) until none is due.
     async fn work(&mut self) {
-        if self.dirty.is_empty() && self.removed.is_empty() {
+        if self.schedule.is_idle() {
             return;
         }
         if let Err(e) = self.session.sync().await {
@@ -621,15 +514,11 @@ impl Controller {
         // The wait for NB may have been long (an outage): what the store changed meanwhile
         // comes first, so an object deleted while NB was away is never written.
         self.take_store_changes().await;
-        for network in std::mem::take(&mut self.removed) {
+        for network in self.schedule.take_removed() {
             self.remove_network(&network).await;
         }
-        let now = Instant::now();
         // Keys still backing off stay dirty; they are taken once their time comes.
-        let (due, later): (Vec<Key>, Vec<Key>) = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .partition(|k| self.backoff.get(k).is_none_or(|(at, _)| *at <= now));
-        self.dirty.extend(later);
+        let due = self.schedule.take_due(Instant::now());
         // `due` is sorted by (network, listen): each network's keys are one run.
         let mut start = 0;
         while start < due.len() {
@@ -643,12 +532,10 @@ impl Controller {
             // (Unknown or unusable network: nothing is touched.)
             start = end;
         }
-        // A key that left `dirty` without being retried (its network went, or cannot be
-        // used) keeps no backoff: no state of a key outlives it.
-        let dirty = &self.dirty;
-        self.backoff.retain(|k, _| dirty.contains(k));
+        self.schedule.settle();
     }
 
+    /// Plan, commit and record one chunk of a network's keys.
     async fn apply_chunk(&mut self, net: &OvnNetwork, keys: &[Key]) {
         for k in keys {
             self.ensure_rendered(net, k);
@@ -662,84 +549,28 @@ impl Controller {
             let why = self.rendered.get(&k).and_then(|r| r.too_big.clone());
             self.fail(std::slice::from_ref(&k), why.as_deref().unwrap_or_default());
         }
-        let keys = keys.as_slice();
         let planning = std::time::Instant::now();
-        let (keys, plan, seen, blocked) = {
-            let rendered = &self.rendered;
-            let owner = &self.opts.owner;
-            self.session.cache().read(|v| {
-                let topology = topology(v);
-                let index = plan::listen_index();
-                // Keys whose rows and topology are as a clean plan saw them need nothing;
-                // the others are planned, and remember what this view holds if clean.
-                let (keys, now): (Vec<Key>, Vec<Seen>) = keys
-                    .iter()
-                    .map(|k| {
-                        let now = Seen {
-                            rows: listen_rows(v, &index, &k.1),
-                            topology,
-                        };
-                        (k, now)
-                    })
-                    .filter(|(k, now)| rendered.get(*k).and_then(|r| r.seen) != Some(*now))
-                    .map(|(k, now)| (k.clone(), now))
-                    .unzip();
-                // Keys NB blocks (a foreign row with our UUID or VIP) fail on their own.
-                let rows_of = |k: &Key| rendered.get(k).map_or(&[][..], |r| r.rows.as_slice());
-                // Only VIPs a key would add are checked against foreign rows: a key whose
-                // VIPs are all in its own rows (a backend changed, a resync) costs no scan.
-                let wanted: crate::fasthash::HashSet<&str> = keys
-                    .iter()
-                    .flat_map(|k| plan::new_vips(rows_of(k), v))
-                    .collect();
-                let foreign = plan::foreign_vips(owner, net, &wanted, v);
-                let mut blocked = Vec::new();
-                let (keys, now): (Vec<Key>, Vec<Seen>) = keys
-                    .into_iter()
-                    .zip(now)
-                    .filter(
-                        |(k, _)| match plan::blocked(owner, rows_of(k), &foreign, v) {
-                            Some(why) => {
-                                blocked.push((k.clone(), why));
-                                false
-                            }
-                            None => true,
-                        },
-                    )
-                    .unzip();
-                let objects: Vec<(&str, &[DesiredRow])> = keys
-                    .iter()
-                    .map(|k| {
-                        (
-                            k.1.as_str(),
-                            rendered.get(k).map_or(&[][..], |r| r.rows.as_slice()),
-                        )
-                    })
-                    .collect();
-                let plan = plan::plan_objects(owner, net, &objects, v);
-                // A clean plan: remember what it read.
-                let seen: Vec<Seen> = match &plan {
-                    Ok(p) if p.ops.is_empty() => now,
-                    _ => Vec::new(),
-                };
-                (keys, plan, seen, blocked)
-            })
+        let planned = {
+            let (owner, rendered) = (&self.opts.owner, &self.rendered);
+            self.session
+                .cache()
+                .read(|v| apply::plan_chunk(owner, net, &keys, rendered, v))
         };
-        for (k, why) in blocked {
-            self.fail(std::slice::from_ref(&k), &why);
+        for (k, why) in &planned.blocked {
+            self.fail(std::slice::from_ref(k), why);
         }
+        let keys = &planned.keys[..];
         if keys.is_empty() {
             return;
         }
         Metrics::inc(&self.metrics.passes);
         self.metrics.plan_seconds.observe(planning.elapsed());
-        let keys = &keys[..];
-        for (k, s) in keys.iter().zip(seen) {
+        for (k, s) in keys.iter().zip(&planned.seen) {
             if let Some(r) = self.rendered.get_mut(k) {
-                r.seen = Some(s);
+                r.seen = Some(*s);
             }
         }
-        let plan = match plan {
+        let plan = match planned.plan {
             Ok(p) => p,
             Err(e) => {
                 self.status
@@ -749,104 +580,60 @@ impl Controller {
         };
         self.status.set_network_error(&net.name, None);
         if !plan.ops.is_empty() {
-            let txn = transaction(&plan, self.session.schema());
             let committing = std::time::Instant::now();
-            let result = self.session.transact(&txn).await;
+            let outcome = apply::commit(&self.session, &plan).await;
             self.metrics.commit_seconds.observe(committing.elapsed());
-            match result {
-                Ok(_) => {
+            match outcome {
+                Outcome::Applied => {
                     Metrics::inc(&self.metrics.transactions);
                     self.metrics
                         .operations
                         .fetch_add(plan.ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     debug!(network = %net.name, keys = keys.len(), ops = plan.ops.len(), "applied")
                 }
-                // ("duplicate uuid" is not one: a row we do not own holds our UUID, which
-                // `plan::blocked` reports; a race with it fails and backs off.)
-                Err(e) if e.is_conflict() => {
-                    // NB moved under us: re-plan on the next round, from the fresh cache.
+                Outcome::Replan(e) => {
+                    // NB moved under us: re-plan on the next round, from the fresh cache
+                    // (a bounded number of times in a row, then the key backs off).
                     Metrics::inc(&self.metrics.conflicts);
                     debug!(network = %net.name, error = %e, "conflict: re-planning");
-                    self.dirty.extend(keys.iter().cloned());
+                    let spent: Vec<Key> = keys
+                        .iter()
+                        .filter(|k| !self.schedule.replan(k))
+                        .cloned()
+                        .collect();
+                    if !spent.is_empty() {
+                        self.fail(&spent, &e.to_string());
+                    }
                     return;
                 }
-                Err(e) => return self.fail(keys, &e.to_string()),
+                Outcome::Failed(e) => return self.fail(keys, &e.to_string()),
             }
         }
-        // Success: record what NB now holds. Keys that needed nothing and are recorded
-        // already keep their records (a resync then allocates nothing).
+        self.record(keys, &plan);
+    }
+
+    /// After a chunk's plan was applied: record what NB now holds and publish it. Keys
+    /// that needed nothing and are recorded already keep their records.
+    fn record(&mut self, keys: &[Key], plan: &Plan) {
         let progress = self.status.clone();
         progress.update_keys(|status| {
+            let mut uuids = &plan.uuids[..];
             for k in keys {
-                self.backoff.remove(k);
+                self.schedule.succeeded(k);
                 let rows = self.rendered.get(k).map_or(&[][..], |r| r.rows.as_slice());
-                // Nothing to do, and what we recorded is exactly what is rendered now.
-                let unchanged = plan.ops.is_empty()
-                    && match self.key_rows.get(k) {
-                        None => rows.is_empty(),
-                        Some(uuids) => {
-                            uuids.len() == rows.len()
-                                && uuids
-                                    .iter()
-                                    .zip(rows)
-                                    .all(|(u, r)| self.applied.get(u).is_some_and(|(_, a)| a == r))
-                        }
-                    };
-                if !unchanged {
-                    for u in self.key_rows.remove(k).unwrap_or_default() {
-                        self.applied.remove(&u);
+                let (mine, rest) = uuids.split_at(rows.len().min(uuids.len()));
+                uuids = rest;
+                let shown = self.records.record(k, rows, mine, plan.ops.is_empty());
+                if let Some(o) = self.objects.get(k) {
+                    let st = status.entry(k.clone()).or_insert_with(KeyStatus::default);
+                    if let Some(rows) = shown {
+                        st.rows = rows;
                     }
-                    let mut nb_rows = Vec::new();
-                    let mut uuids = Vec::new();
-                    for r in rows {
-                        // Rows adopted in place keep their own UUID; find the live one.
-                        let live = self.session.cache().read(|v| {
-                            v.lookup(
-                                &plan::listen_index(),
-                                &crate::ovsdb::Datum::scalar(k.1.clone()),
-                            )
-                            .iter()
-                            .find(|x| {
-                                x.get_str("name") == Some(r.name.as_str())
-                                    && x.get("external_ids").map_get(keys::OWNER)
-                                        == Some(self.opts.owner.as_str())
-                            })
-                            .map(|x| x.uuid)
-                        });
-                        let u = live.unwrap_or(r.uuid);
-                        self.applied.insert(u, (k.clone(), r.clone()));
-                        uuids.push(u);
-                        nb_rows.push((r.name.clone(), u, r.protocol.clone()));
-                    }
-                    if !uuids.is_empty() {
-                        self.key_rows.insert(k.clone(), uuids);
-                    }
-                    if let Some(o) = self.objects.get(k) {
-                        let st = status.entry(k.clone()).or_default();
-                        st.rows = nb_rows;
+                    if st.applied_revision != Some(o.revision()) || !st.error.is_empty() {
                         st.applied_revision = Some(o.revision());
                         st.error.clear();
                     }
-                } else if let Some(o) = self.objects.get(k) {
-                    match status.get_mut(k) {
-                        Some(st) => {
-                            if st.applied_revision != Some(o.revision()) || !st.error.is_empty() {
-                                st.applied_revision = Some(o.revision());
-                                st.error.clear();
-                            }
-                        }
-                        None => {
-                            status.insert(
-                                k.clone(),
-                                KeyStatus {
-                                    applied_revision: Some(o.revision()),
-                                    ..Default::default()
-                                },
-                            );
-                        }
-                    }
-                }
-                if !self.objects.contains_key(k) {
+                } else {
                     status.remove(k);
                     self.rendered.remove(k);
                 }
@@ -864,13 +651,7 @@ impl Controller {
                 if let Some(r) = self.rendered.get_mut(k) {
                     r.seen = None;
                 }
-                let delay = self
-                    .backoff
-                    .get(k)
-                    .map(|(_, d)| (*d * 2).min(Duration::from_secs(30)))
-                    .unwrap_or(Duration::from_secs(1));
-                self.backoff.insert(k.clone(), (now + delay, delay));
-                self.dirty.insert(k.clone());
+                self.schedule.failed(k, now);
                 status.entry(k.clone()).or_default().error = error.to_owned();
             }
         });
@@ -878,35 +659,17 @@ impl Controller {
 
     /// Delete every row of ours of a network removed from the store.
     async fn remove_network(&mut self, network: &str) {
-        let owner = self.opts.owner.clone();
-        let ops: Vec<Op> = self.session.cache().read(|v| {
-            v.rows(LoadBalancer::NAME)
-                .filter_map(|r| LoadBalancer::from_row(r))
-                .filter(|r| {
-                    r.external_ids.get(keys::OWNER) == Some(&owner)
-                        && r.external_ids.get(keys::NETWORK).map(String::as_str) == Some(network)
-                })
-                .map(|r| Op::Delete {
-                    uuid: r.uuid,
-                    name: r.name.clone(),
-                    observed: r,
-                })
-                .collect()
-        });
+        let ops = self
+            .session
+            .cache()
+            .read(|v| plan::plan_removal(&self.opts.owner, |n| n == Some(network), v));
         if !ops.is_empty() {
-            let plan = plan::Plan {
-                network: network.to_owned(),
-                router: None,
-                switch: None,
-                ops,
-            };
-            if let Err(e) = self
-                .session
-                .transact(&transaction(&plan, self.session.schema()))
-                .await
+            let plan = Plan::removal(network, ops);
+            if let Outcome::Replan(e) | Outcome::Failed(e) =
+                apply::commit(&self.session, &plan).await
             {
                 warn!(network, error = %e, "removing a network's rows failed; will retry");
-                self.removed.insert(network.to_owned());
+                self.schedule.remove_network(network);
                 return;
             }
             info!(
@@ -916,8 +679,7 @@ impl Controller {
             );
         }
         // No state of the network's keys outlives it, whether or not they ever had rows.
-        self.applied.retain(|_, (k, _)| k.0 != network);
-        self.key_rows.retain(|k, _| k.0 != network);
+        self.records.forget_network(network);
         self.status
             .update_keys(|keys| keys.retain(|k, _| k.0 != network));
     }

@@ -6,13 +6,16 @@
 //! (someone changed those rows meanwhile) re-plans from the fresh cache. After applying,
 //! the pass plans again: converged means nothing left to do.
 
+pub mod apply;
 pub mod controller;
 pub mod facts;
+mod memo;
 pub mod plan;
+mod schedule;
+
+pub use apply::transaction;
 
 use crate::fasthash::HashSet;
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,11 +23,9 @@ use tracing::{info, warn};
 
 use crate::lb::state::{resolve, DesiredState, ResolvedNetwork};
 use crate::lb::validate::{Limits, ValidationError};
-use crate::nb::{LoadBalancer, Table};
-use crate::ovsdb::{
-    Atom, Condition, DatabaseSchema, Datum, Mutation, Mutator, Row, Session, Transaction, WaitUntil,
-};
-use plan::{plan_network, plan_prune, Op, Plan};
+use crate::ovsdb::Session;
+use apply::Outcome;
+use plan::{plan_network, plan_removal, Plan};
 
 /// Options of a pass.
 #[derive(Debug, Clone)]
@@ -75,122 +76,6 @@ pub enum ReconcileError {
     Ovsdb(#[from] crate::ovsdb::Error),
 }
 
-/// The columns of a `Load_Balancer` row that ovnlb manages (and guards with `wait`).
-fn managed_columns(lb: &LoadBalancer) -> Row {
-    let mut row = lb.to_row();
-    row.retain(|c, _| MANAGED.contains(&c.as_str()));
-    row
-}
-
-/// The columns `managed_columns` keeps.
-const MANAGED: [&str; 4] = ["name", "protocol", "vips", "external_ids"];
-
-/// A `wait` that the row still has the managed columns the plan read.
-fn guard(t: &mut Transaction, uuid: uuid::Uuid, observed: &LoadBalancer) {
-    t.wait(
-        LoadBalancer::NAME,
-        vec![Condition::uuid(uuid)],
-        &MANAGED,
-        WaitUntil::Eq,
-        vec![managed_columns(observed)],
-    );
-}
-
-/// The transaction of a plan.
-pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
-    let mut t = Transaction::with_schema(schema.clone());
-    t.comment(&format!("ovnlb: network {}", plan.network));
-    // The router and switch still exist, as named when planned.
-    for (table, target) in [
-        ("Logical_Router", &plan.router),
-        ("Logical_Switch", &plan.switch),
-    ] {
-        if let Some((u, name)) = target {
-            t.wait(
-                table,
-                vec![Condition::uuid(*u)],
-                &["name"],
-                WaitUntil::Eq,
-                vec![Row::from([(
-                    "name".to_owned(),
-                    Datum::scalar(name.clone()),
-                )])],
-            );
-        }
-    }
-    for op in &plan.ops {
-        match op {
-            Op::Create {
-                uuid,
-                name,
-                protocol,
-                vips,
-                external_ids,
-            } => {
-                let lb = LoadBalancer {
-                    uuid: *uuid,
-                    name: name.clone(),
-                    vips: vips.clone(),
-                    protocol: Some(protocol.clone()),
-                    external_ids: external_ids.clone(),
-                    ..Default::default()
-                };
-                t.insert_with_uuid(LoadBalancer::NAME, *uuid, managed_columns(&lb));
-            }
-            Op::Update {
-                uuid,
-                row,
-                observed,
-                ..
-            } => {
-                guard(&mut t, *uuid, observed);
-                t.update(
-                    LoadBalancer::NAME,
-                    vec![Condition::uuid(*uuid)],
-                    managed_columns(&LoadBalancer::from(row)),
-                );
-            }
-            Op::Delete { uuid, observed, .. } => {
-                guard(&mut t, *uuid, observed);
-                t.delete(LoadBalancer::NAME, vec![Condition::uuid(*uuid)]);
-            }
-            // Attachments are gathered below: one mutate per router or switch.
-            Op::Attach { .. } | Op::Detach { .. } => {}
-        }
-    }
-    let mut mutations: BTreeMap<(&str, uuid::Uuid, bool), Vec<Atom>> = BTreeMap::new();
-    for op in &plan.ops {
-        match op {
-            Op::Attach {
-                table, target, lb, ..
-            } => mutations
-                .entry((table, *target, true))
-                .or_default()
-                .push(Atom::Uuid(*lb)),
-            Op::Detach {
-                table, target, lb, ..
-            } => mutations
-                .entry((table, *target, false))
-                .or_default()
-                .push(Atom::Uuid(*lb)),
-            _ => {}
-        }
-    }
-    for ((table, target, insert), lbs) in mutations {
-        let m = if insert {
-            Mutator::Insert
-        } else {
-            Mutator::Delete
-        };
-        t.mutate(
-            table,
-            vec![Condition::uuid(target)],
-            vec![Mutation::new("load_balancer", m, Datum::from_atoms(lbs))],
-        );
-    }
-    t
-}
-
 /// Resolve the desired state against the session's cache (subnets derived from NB where
 /// not given).
 ///
@@ -221,21 +106,21 @@ fn plans(
         }
         if opts.prune {
             let known: HashSet<&str> = nets.iter().map(|n| n.net.name.as_str()).collect();
-            let ops = plan_prune(&opts.owner, &known, v);
+            let absent = |n: Option<&str>| !n.is_some_and(|n| known.contains(n));
+            let ops = plan_removal(&opts.owner, absent, v);
             if !ops.is_empty() {
-                out.push(Plan {
-                    network: "(pruned: networks absent from the desired state)".into(),
-                    router: None,
-                    switch: None,
+                out.push(Plan::removal(
+                    "(pruned: networks absent from the desired state)",
                     ops,
-                });
+                ));
             }
         }
     });
     out
 }
 
-/// Apply one network's plan, re-planning after a failed guard.
+/// Apply one network's plan, re-planning from the fresh cache when NB's answer is
+/// re-plannable ([`apply::is_replannable`]), at most `max_conflicts` times.
 async fn apply(
     session: &Session,
     net: Option<&ResolvedNetwork>,
@@ -244,23 +129,24 @@ async fn apply(
 ) -> Result<Plan, String> {
     let mut conflicts = 0;
     loop {
-        let txn = transaction(&plan, session.schema());
-        match session.transact(&txn).await {
-            Ok(_) => {
+        match apply::commit(session, &plan).await {
+            Outcome::Applied => {
                 info!(network = %plan.network, ops = plan.ops.len(), "applied");
                 return Ok(plan);
             }
-            Err(e)
-                if (e.is_conflict()
-                    || e.txn_error().is_some_and(|t| t.error == "duplicate uuid"))
-                    && conflicts < opts.max_conflicts =>
-            {
+            Outcome::Replan(e) if conflicts < opts.max_conflicts => {
                 conflicts += 1;
                 warn!(network = %plan.network, error = %e, "NB changed under the plan: re-planning");
                 tokio::time::sleep(Duration::from_millis(50 * conflicts as u64)).await;
                 let Some(net) = net else {
                     return Err(e.to_string());
                 };
+                // Plan on what NB holds now (after an unknown outcome: whether it
+                // committed).
+                session
+                    .sync()
+                    .await
+                    .map_err(|e| format!("network {}: {e}", plan.network))?;
                 plan = session
                     .cache()
                     .read(|v| plan_network(&opts.owner, net, v))
@@ -269,7 +155,9 @@ async fn apply(
                     return Ok(plan);
                 }
             }
-            Err(e) => return Err(format!("network {}: {e}", plan.network)),
+            Outcome::Replan(e) | Outcome::Failed(e) => {
+                return Err(format!("network {}: {e}", plan.network))
+            }
         }
     }
 }

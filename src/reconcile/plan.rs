@@ -148,6 +148,24 @@ pub struct Plan {
     pub switch: Option<(Uuid, String)>,
     /// Operations, in order.
     pub ops: Vec<Op>,
+    /// The UUID each desired row has once the plan is applied, in the order the rows
+    /// were given (an adopted row keeps its own): what the controller records, so it
+    /// never looks the rows up again.
+    #[serde(skip)]
+    pub uuids: Vec<Uuid>,
+}
+
+impl Plan {
+    /// A plan that only deletes rows (no router or switch to guard, no rows placed).
+    pub fn removal(network: impl Into<String>, ops: Vec<Op>) -> Plan {
+        Plan {
+            network: network.into(),
+            router: None,
+            switch: None,
+            ops,
+            uuids: Vec::new(),
+        }
+    }
 }
 
 /// Why a network cannot be planned.
@@ -255,10 +273,6 @@ pub fn row_matches(row: &CacheRow, want: &DesiredRow) -> bool {
         && row.get_str("protocol") == Some(want.protocol.as_str())
         && str_map_eq(row.get("vips"), &want.vips)
         && str_map_eq(row.get("external_ids"), &want.external_ids)
-}
-
-fn owned_by(row: &LoadBalancer, owner: &str) -> bool {
-    row.external_ids.get(keys::OWNER).map(String::as_str) == Some(owner)
 }
 
 fn text<T: std::fmt::Debug>(v: &T) -> String {
@@ -467,17 +481,20 @@ pub fn blocked(
     None
 }
 
-/// Rows of ours whose network is not among `known`: what `--prune` deletes.
-pub fn plan_prune(owner: &str, known: &HashSet<&str>, view: &CacheView) -> Vec<Op> {
+/// Deletes of every row of ours whose network (`ovnlb:network`, `None` when absent)
+/// `remove` picks: what `ovnlb reconcile --prune` deletes (networks absent from the
+/// desired state) and what the controller deletes when a network leaves the store.
+pub fn plan_removal(
+    owner: &str,
+    remove: impl Fn(Option<&str>) -> bool,
+    view: &CacheView,
+) -> Vec<Op> {
     view.rows(LoadBalancer::NAME)
-        .filter_map(|r| LoadBalancer::from_row(r))
         .filter(|r| {
-            owned_by(r, owner)
-                && !r
-                    .external_ids
-                    .get(keys::NETWORK)
-                    .is_some_and(|n| known.contains(n.as_str()))
+            let e = r.get("external_ids");
+            e.map_get(keys::OWNER) == Some(owner) && remove(e.map_get(keys::NETWORK))
         })
+        .filter_map(|r| LoadBalancer::from_row(r))
         .map(|r| Op::Delete {
             uuid: r.uuid,
             name: r.name.clone(),
@@ -596,5 +613,7 @@ fn plan_rows(
         router: Some(router),
         switch: Some(switch),
         ops,
+        uuids: final_uuids.into_iter().map(|(u, _)| u).collect(),
     }
 }
+
