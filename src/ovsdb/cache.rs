@@ -315,6 +315,21 @@ pub struct CacheView {
 }
 
 impl CacheView {
+    /// A view of the given rows, indexed by `specs`: what a planner reads, built by hand
+    /// (for tests and tools, without a server).
+    pub fn from_rows(specs: Vec<IndexSpec>, rows: impl IntoIterator<Item = CacheRow>) -> CacheView {
+        let mut v = CacheView {
+            tables: HashMap::default(),
+            indexes: vec![HashMap::default(); specs.len()],
+            specs: Arc::new(specs),
+        };
+        for r in rows {
+            let table = r.table().to_owned();
+            v.put(&table, Arc::new(r));
+        }
+        v
+    }
+
     /// One row.
     pub fn get(&self, table: &str, uuid: &Uuid) -> Option<&Arc<CacheRow>> {
         self.tables.get(table)?.get(uuid)

@@ -617,3 +617,218 @@ fn plan_rows(
     }
 }
 
+#[cfg(test)]
+mod tests {
+    //! The planner over hand-built cache views: no server, one behaviour each.
+    use super::*;
+    use crate::ovsdb::Row;
+
+    const OWNER: &str = "ovnlb";
+
+    fn net() -> OvnNetwork {
+        OvnNetwork {
+            name: "ovn1".into(),
+            uplink: "uplink".into(),
+            router: "lr".into(),
+            switch: "ls".into(),
+            prefix: "ovnlb".into(),
+            subnet4: None,
+            subnet6: None,
+            subnets_given: true,
+        }
+    }
+
+    fn u(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn ids(owner: Option<&str>, network: &str, listen: &str) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::from([
+            (keys::NETWORK.to_owned(), network.to_owned()),
+            (keys::LISTEN.to_owned(), listen.to_owned()),
+        ]);
+        if let Some(o) = owner {
+            m.insert(keys::OWNER.to_owned(), o.to_owned());
+        }
+        m
+    }
+
+    fn want(uuid: u128, name: &str, listen: &str) -> DesiredRow {
+        DesiredRow {
+            uuid: u(uuid),
+            name: name.into(),
+            protocol: "tcp".into(),
+            vips: BTreeMap::from([(format!("{listen}:80"), "10.0.0.2:80".to_owned())]),
+            external_ids: ids(Some(OWNER), "ovn1", listen),
+        }
+    }
+
+    /// A `Load_Balancer` row as NB would hold it.
+    fn lb_row(
+        uuid: u128,
+        name: &str,
+        vips: &[(&str, &str)],
+        ids: BTreeMap<String, String>,
+    ) -> CacheRow {
+        let row = Row::from([
+            ("name".to_owned(), Datum::scalar(name)),
+            ("protocol".to_owned(), Datum::scalar("tcp")),
+            (
+                "vips".to_owned(),
+                Datum::string_map(vips.iter().map(|(k, v)| (*k, *v))),
+            ),
+            ("external_ids".to_owned(), Datum::string_map(ids)),
+        ]);
+        CacheRow::from_row(LoadBalancer::NAME, u(uuid), row)
+    }
+
+    /// A router or switch with the given load balancers attached.
+    fn target(table: &str, uuid: u128, name: &str, lbs: &[u128]) -> CacheRow {
+        let row = Row::from([
+            ("name".to_owned(), Datum::scalar(name)),
+            (
+                "load_balancer".to_owned(),
+                Datum::from_atoms(lbs.iter().map(|n| Atom::Uuid(u(*n))).collect()),
+            ),
+        ]);
+        CacheRow::from_row(table, u(uuid), row)
+    }
+
+    fn view(rows: impl IntoIterator<Item = CacheRow>) -> CacheView {
+        CacheView::from_rows(vec![listen_index(), vip_index()], rows)
+    }
+
+    /// The network's router (1) and switch (2), with `lbs` attached to both.
+    fn topology(lbs: &[u128]) -> Vec<CacheRow> {
+        vec![
+            target(LogicalRouter::NAME, 1, "lr", lbs),
+            target(LogicalSwitch::NAME, 2, "ls", lbs),
+        ]
+    }
+
+    fn plan(rows: &[DesiredRow], listen: &str, v: &CacheView) -> Result<Plan, PlanError> {
+        plan_objects(OWNER, &net(), &[(listen, rows)], v)
+    }
+
+    #[test]
+    fn an_owned_row_of_the_same_name_is_adopted_keeping_its_uuid() {
+        let listen = "192.0.2.10";
+        let w = want(100, "ovnlb-lb-192.0.2.10-tcp", listen);
+        let mut rows = topology(&[7]);
+        rows.push(lb_row(7, &w.name, &[], ids(Some(OWNER), "ovn1", listen)));
+        let p = plan(std::slice::from_ref(&w), listen, &view(rows)).unwrap();
+        assert_eq!(p.uuids, [u(7)], "the adopted row keeps its UUID");
+        assert!(
+            matches!(p.ops.as_slice(), [Op::Update { uuid, .. }] if *uuid == u(7)),
+            "{:?}",
+            p.ops
+        );
+    }
+
+    #[test]
+    fn owned_duplicates_collapse_to_one() {
+        let listen = "192.0.2.11";
+        let w = want(100, "ovnlb-lb-192.0.2.11-tcp", listen);
+        let vip = [("192.0.2.11:80", "10.0.0.2:80")];
+        let mut rows = topology(&[100, 8]);
+        rows.push(lb_row(100, &w.name, &vip, ids(Some(OWNER), "ovn1", listen)));
+        rows.push(lb_row(8, &w.name, &vip, ids(Some(OWNER), "ovn1", listen)));
+        let p = plan(std::slice::from_ref(&w), listen, &view(rows)).unwrap();
+        assert_eq!(p.uuids, [u(100)]);
+        assert!(
+            matches!(p.ops.as_slice(), [Op::Delete { uuid, .. }] if *uuid == u(8)),
+            "{:?}",
+            p.ops
+        );
+    }
+
+    #[test]
+    fn a_foreign_row_of_the_same_name_is_left_alone() {
+        let listen = "192.0.2.12";
+        let w = want(100, "ovnlb-lb-192.0.2.12-tcp", listen);
+        let mut rows = topology(&[9]);
+        rows.push(lb_row(
+            9,
+            &w.name,
+            &[],
+            ids(Some("someone-else"), "ovn1", listen),
+        ));
+        let v = view(rows);
+        let p = plan(std::slice::from_ref(&w), listen, &v).unwrap();
+        assert_eq!(p.uuids, [u(100)], "ours is created beside it");
+        assert!(p.ops.iter().all(|o| !matches!(
+            o,
+            Op::Update { uuid, .. } | Op::Delete { uuid, .. } if *uuid == u(9)
+        )));
+        assert!(matches!(&p.ops[0], Op::Create { uuid, .. } if *uuid == u(100)));
+    }
+
+    #[test]
+    fn a_row_of_ours_on_another_router_is_detached_from_it() {
+        let listen = "192.0.2.13";
+        let w = want(100, "ovnlb-lb-192.0.2.13-tcp", listen);
+        let vip = [("192.0.2.13:80", "10.0.0.2:80")];
+        let mut rows = topology(&[100]);
+        rows.push(target(LogicalRouter::NAME, 3, "other-lr", &[100]));
+        rows.push(lb_row(100, &w.name, &vip, ids(Some(OWNER), "ovn1", listen)));
+        let p = plan(std::slice::from_ref(&w), listen, &view(rows)).unwrap();
+        assert!(
+            matches!(
+                p.ops.as_slice(),
+                [Op::Detach { target, target_name, lb, .. }]
+                    if *target == u(3) && target_name == "other-lr" && *lb == u(100)
+            ),
+            "{:?}",
+            p.ops
+        );
+    }
+
+    #[test]
+    fn a_missing_router_is_an_error_naming_it() {
+        let listen = "192.0.2.14";
+        let w = want(100, "ovnlb-lb-192.0.2.14-tcp", listen);
+        let v = view([target(LogicalSwitch::NAME, 2, "ls", &[])]);
+        let e = plan(std::slice::from_ref(&w), listen, &v).unwrap_err();
+        assert_eq!(e.network, "ovn1");
+        assert_eq!(e.message, "Logical_Router \"lr\" not found in NB");
+    }
+
+    #[test]
+    fn an_ambiguous_router_is_an_error_and_nothing_is_planned() {
+        let listen = "192.0.2.15";
+        let w = want(100, "ovnlb-lb-192.0.2.15-tcp", listen);
+        let mut rows = topology(&[]);
+        rows.push(target(LogicalRouter::NAME, 3, "lr", &[]));
+        let e = plan(std::slice::from_ref(&w), listen, &view(rows)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "2 Logical_Router rows are named \"lr\": ambiguous, nothing done"
+        );
+    }
+
+    #[test]
+    fn a_row_already_as_desired_needs_nothing() {
+        let listen = "192.0.2.16";
+        let w = want(100, "ovnlb-lb-192.0.2.16-tcp", listen);
+        let vip = [("192.0.2.16:80", "10.0.0.2:80")];
+        let mut rows = topology(&[100]);
+        rows.push(lb_row(100, &w.name, &vip, ids(Some(OWNER), "ovn1", listen)));
+        let p = plan(std::slice::from_ref(&w), listen, &view(rows)).unwrap();
+        assert!(p.ops.is_empty(), "{:?}", p.ops);
+        assert_eq!(p.uuids, [u(100)]);
+    }
+
+    #[test]
+    fn removal_deletes_only_our_rows_of_the_networks_picked() {
+        let v = view([
+            lb_row(1, "a", &[], ids(Some(OWNER), "gone", "192.0.2.1")),
+            lb_row(2, "b", &[], ids(Some(OWNER), "kept", "192.0.2.2")),
+            lb_row(3, "c", &[], ids(Some("other"), "gone", "192.0.2.3")),
+        ]);
+        let ops = plan_removal(OWNER, |n| n == Some("gone"), &v);
+        assert!(
+            matches!(ops.as_slice(), [Op::Delete { uuid, .. }] if *uuid == u(1)),
+            "{ops:?}"
+        );
+    }
+}
