@@ -1,6 +1,7 @@
 //! The router without sockets (`tower::ServiceExt::oneshot`): what the handlers do
 //! around the store, independent of any listener.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use ovnlb::api::{router, AppState};
 use ovnlb::feed::FeedReceiver;
 use ovnlb::lb::model::{AnyObject, Network, ObjectKind, ObjectRef, PutRef};
 use ovnlb::lb::state::DesiredState;
-use ovnlb::store::{Change, Result, SqliteStore, Store, Stored};
+use ovnlb::store::{Change, Result, SqliteStore, Store, StoreError, Stored};
 use tower::ServiceExt;
 
 /// A store whose `create_network` waits at a gate until the test opens it (or 10 s
@@ -19,6 +20,8 @@ struct Gated {
     inner: SqliteStore,
     gate: Mutex<Gate>,
     cv: Condvar,
+    /// Set: listing networks fails as a corrupt store does.
+    broken: AtomicBool,
 }
 
 #[derive(Default)]
@@ -34,6 +37,7 @@ impl Gated {
             inner: SqliteStore::in_memory().unwrap(),
             gate: Mutex::new(Gate::default()),
             cv: Condvar::new(),
+            broken: AtomicBool::new(false),
         }
     }
 
@@ -59,6 +63,9 @@ impl Gated {
 
 impl Store for Gated {
     fn networks(&self) -> Result<Vec<Stored<Network>>> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt("network row 7 is not JSON".into()));
+        }
         self.inner.networks()
     }
     fn network(&self, name: &str) -> Result<Stored<Network>> {
@@ -154,4 +161,79 @@ async fn a_write_waiting_on_the_store_does_not_stall_other_requests() {
     let created = write.await.unwrap().unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     assert!(store.network("up").is_ok());
+}
+
+/// Log lines, gathered for one test.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_failure_is_a_500_envelope_logged_once_in_its_request_span() {
+    let logs = Logs::default();
+    let w = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let store = Arc::new(Gated::new());
+    store.broken.store(true, Ordering::SeqCst);
+    let app = router(AppState::new(store));
+    let r = app
+        .oneshot(request("GET", "/1.0/networks?recursion=1", ""))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error_code"], 500);
+    assert_eq!(
+        v["error"],
+        "corrupt stored value: network row 7 is not JSON"
+    );
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("request failed"))
+        .collect();
+    assert_eq!(lines.len(), 1, "logged once: {text}");
+    let line = lines[0];
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(
+        line.contains("request{method=GET path=/1.0/networks}"),
+        "in the request span, with the route's pattern: {line}"
+    );
+    assert!(line.contains("corrupt stored value"), "{line}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_error_is_not_logged_as_a_failure() {
+    let logs = Logs::default();
+    let w = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let app = router(AppState::new(Arc::new(Gated::new())));
+    let r = app
+        .oneshot(request("GET", "/1.0/networks/nope", ""))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("request failed"), "{text}");
 }

@@ -294,6 +294,7 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })
         .layer(axum::middleware::from_fn(tls::guard))
+        .layer(axum::middleware::from_fn(response::log_server_errors))
         .with_state(state)
 }
 

@@ -37,7 +37,7 @@ async fn all(st: &AppState) -> Result<Vec<Stored<Network>>, ApiError> {
     st.store
         .call(|s| s.networks())
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(ApiError::internal_from)
 }
 
 async fn network(st: &AppState, name: &str) -> Result<Stored<Network>, crate::store::StoreError> {
@@ -108,7 +108,7 @@ async fn still_valid(st: &AppState, n: &Network) -> Result<(), ApiError> {
         .store
         .call(|s| s.desired_state())
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(ApiError::internal_from)?;
     let mut after = before.clone();
     for d in &mut after.networks {
         if d.network.name == n.name {

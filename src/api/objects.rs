@@ -72,7 +72,7 @@ pub async fn ovn_context(
         .await
         .map_err(|e| match e {
             StoreError::NotFound(_) => ApiError::not_found("Network not found"),
-            e => ApiError::internal(e.to_string()),
+            e => ApiError::internal_from(e),
         })?;
     if n.kind != "ovn" {
         return Err(ApiError::bad_request(format!(
@@ -326,7 +326,7 @@ pub async fn put<O: Object>(
             Err(e) => Err(e),
         })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(ApiError::internal_from)?;
     if let Some(what) = missing {
         return Err(ApiError::not_found(what));
     }
@@ -346,7 +346,7 @@ pub fn merge<O: Object>(stored: &O::Put, body: &[u8]) -> Result<O::Put, ApiError
             "Invalid request body: a JSON object is expected",
         ));
     };
-    let mut base = serde_json::to_value(stored).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut base = serde_json::to_value(stored).map_err(ApiError::internal_from)?;
     let Value::Object(m) = &mut base else {
         return Err(ApiError::internal("stored object is not a map"));
     };

@@ -9,6 +9,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
+use std::sync::Arc;
+use tracing::Instrument;
 
 use crate::lb::validate::{ErrorKind, ValidationError};
 use crate::store::StoreError;
@@ -75,15 +77,30 @@ pub fn created(location: &str) -> Response {
     r
 }
 
-/// An API error: the HTTP status (also the envelope's `error_code`) and the message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// An API error: the HTTP status (also the envelope's `error_code`), the message, and
+/// for a failure of ours the error that caused it. The cause never reaches the client
+/// beyond the message; it rides on the response to the request span, which logs every
+/// 5xx once ([`log_server_errors`]).
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// What went wrong, for the client to print.
     pub message: String,
+    /// What caused it, when something of ours failed.
+    #[source]
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+/// Errors compare by what the client sees: status and message.
+impl PartialEq for ApiError {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status && self.message == other.message
+    }
+}
+
+impl Eq for ApiError {}
 
 impl ApiError {
     /// An error with a status.
@@ -91,6 +108,17 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// 500 for `cause` failing (the store, serializing what it holds): its text is the
+    /// message, and it is kept for the log.
+    pub fn internal_from(cause: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: cause.to_string(),
+            cause: Some(Arc::new(cause)),
         }
     }
 
@@ -149,7 +177,7 @@ impl ApiError {
                 StatusCode::PRECONDITION_FAILED,
                 format!("ETag doesn't match: stored revision is \"{current}\", If-Match gave \"{expected}\""),
             ),
-            other => ApiError::internal(other.to_string()),
+            other => ApiError::internal_from(other),
         }
     }
 }
@@ -157,16 +185,51 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = error_body(self.status.as_u16(), &self.message);
-        (
-            self.status,
+        let status = self.status;
+        let mut r = (
+            status,
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
             body,
         )
-            .into_response()
+            .into_response();
+        if status.is_server_error() {
+            r.extensions_mut().insert(Arc::new(self));
+        }
+        r
     }
+}
+
+/// Middleware: each request in a `request{method, path}` span (`path`: the route's
+/// pattern, never the client's bytes), and every 5xx logged once inside it, with its
+/// message and cause: 500 as an error, the others (NB not at hand, a `?wait` that ran
+/// out or was cut by shutdown) as warnings.
+pub async fn log_server_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!("request", method = %req.method(), path = %path);
+    let r = next.run(req).instrument(span.clone()).await;
+    let status = r.status();
+    if status.is_server_error() {
+        let _in = span.entered();
+        let e = r.extensions().get::<Arc<ApiError>>();
+        let message = e.map_or("", |e| e.message.as_str());
+        let cause = e.and_then(|e| e.cause.as_ref()).map(|c| c.to_string());
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(status = status.as_u16(), message, cause, "request failed");
+        } else {
+            tracing::warn!(status = status.as_u16(), message, cause, "request failed");
+        }
+    }
+    r
 }
 
 /// LXD's error envelope for HTTP status `code`, serialized.

@@ -18,13 +18,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use super::apply::{self, Outcome, Records};
 use super::memo::{Object, Rendered};
 use super::plan::{self, Plan};
-use super::schedule::Schedule;
+use super::schedule::{Reason, Schedule};
+use super::Error;
 use crate::lb::model::{AnyObject, Network, ObjectKind};
 use crate::lb::network;
 use crate::lb::render::keys;
@@ -103,6 +104,8 @@ pub struct Controller {
     objects: HashMap<Key, Object>,
     /// Which keys are due, and which networks' rows must go.
     schedule: Schedule,
+    /// The chunk being worked, each key with why it is due (for its span), sorted.
+    working: Vec<(Key, Reason)>,
     /// Our NB rows and what we last wrote into them.
     records: Records,
     /// Rendered rows per key, until its object or network changes: a resync only
@@ -182,6 +185,7 @@ impl Controller {
             nets: HashMap::default(),
             objects: HashMap::default(),
             schedule: Schedule::default(),
+            working: Vec::new(),
             records: Records::default(),
             rendered: HashMap::default(),
             metrics: Arc::new(Metrics::default()),
@@ -312,8 +316,9 @@ impl Controller {
         for gone in old.iter().filter(|n| !self.nets.contains_key(*n)) {
             self.schedule.remove_network(gone);
         }
-        self.schedule.mark_all(old_keys);
-        self.schedule.mark_all(self.objects.keys().cloned());
+        self.schedule.mark_all(old_keys, Reason::Load);
+        self.schedule
+            .mark_all(self.objects.keys().cloned(), Reason::Load);
     }
 
     fn load_network(&mut self, n: &Network, all: &[Network], objects: Objects) {
@@ -376,7 +381,7 @@ impl Controller {
                         self.objects.remove(k);
                         self.rendered.remove(k);
                     }
-                    self.schedule.mark_all(keys);
+                    self.schedule.mark_all(keys, Reason::Network);
                     match all.iter().find(|n| n.name == c.network) {
                         Some(n) => {
                             self.load_network(n, &all, objects);
@@ -394,7 +399,7 @@ impl Controller {
                         .filter(|(n, _)| *n == c.network)
                         .cloned()
                         .collect();
-                    self.schedule.mark_all(now);
+                    self.schedule.mark_all(now, Reason::Network);
                 }
                 (None, Ok(Intake::Object(_))) => {}
             }
@@ -403,7 +408,8 @@ impl Controller {
 
     fn on_nb(&mut self, changes: Changes) {
         if changes.resync {
-            self.schedule.mark_all(self.objects.keys().cloned());
+            self.schedule
+                .mark_all(self.objects.keys().cloned(), Reason::NbResync);
         }
         let owner = self.opts.owner.clone();
         let cache = self.session.cache().clone();
@@ -415,7 +421,7 @@ impl Controller {
                         if let Some((k, want)) = self.records.get(uuid) {
                             // The echo of our own write: nothing to do.
                             if !row.is_some_and(|r| plan::row_matches(r, want)) {
-                                self.schedule.mark(k.clone());
+                                self.schedule.mark(k.clone(), Reason::Drift);
                             }
                         } else if let Some(r) = row {
                             let e = r.get("external_ids");
@@ -423,7 +429,8 @@ impl Controller {
                                 if let (Some(n), Some(l)) =
                                     (e.map_get(keys::NETWORK), e.map_get(keys::LISTEN))
                                 {
-                                    self.schedule.mark((n.to_owned(), l.to_owned()));
+                                    self.schedule
+                                        .mark((n.to_owned(), l.to_owned()), Reason::Drift);
                                 }
                             }
                         }
@@ -434,7 +441,8 @@ impl Controller {
                         // rows we placed).
                         let Some(row) = v.get(table, uuid) else {
                             self.targets.remove(uuid);
-                            self.schedule.mark_all(self.objects.keys().cloned());
+                            self.schedule
+                                .mark_all(self.objects.keys().cloned(), Reason::Topology);
                             continue;
                         };
                         let name = row.get_str("name").unwrap_or("");
@@ -473,7 +481,7 @@ impl Controller {
                                 }
                             }
                         }
-                        self.schedule.mark_all(wrong);
+                        self.schedule.mark_all(wrong, Reason::Topology);
                     }
                     _ => {}
                 }
@@ -498,7 +506,8 @@ impl Controller {
     /// With nothing to change, a key costs a look at its rows' versions ([`Seen`]).
     pub async fn resync(&mut self) {
         Metrics::inc(&self.metrics.resyncs);
-        self.schedule.mark_all(self.objects.keys().cloned());
+        self.schedule
+            .mark_all(self.objects.keys().cloned(), Reason::Resync);
         self.work().await;
     }
 
@@ -519,35 +528,44 @@ impl Controller {
         }
         // Keys still backing off stay dirty; they are taken once their time comes.
         let due = self.schedule.take_due(Instant::now());
-        // `due` is sorted by (network, listen): each network's keys are one run.
-        let mut start = 0;
-        while start < due.len() {
-            let network = due[start].0.clone();
-            let end = start + due[start..].iter().take_while(|k| k.0 == network).count();
-            if let Some(Some(net)) = self.nets.get(&network).cloned() {
-                for chunk in due[start..end].chunks(self.opts.batch.max(1)) {
-                    self.apply_chunk(&net, chunk).await;
+        // `due` is sorted by (network, listen): each network's keys are one run, worked
+        // in chunks of at most `batch`.
+        let batch = self.opts.batch.max(1);
+        let mut due = due.into_iter().peekable();
+        while let Some(first) = due.next() {
+            let network = first.0 .0.clone();
+            let mut chunk = vec![first];
+            while chunk.len() < batch {
+                match due.next_if(|(k, _)| k.0 == network) {
+                    Some(next) => chunk.push(next),
+                    None => break,
                 }
             }
             // (Unknown or unusable network: nothing is touched.)
-            start = end;
+            if let Some(Some(net)) = self.nets.get(&network).cloned() {
+                self.working = chunk;
+                let span = info_span!("reconcile", network = %net.name, keys = self.working.len());
+                self.apply_chunk(&net).instrument(span).await;
+            }
         }
+        self.working.clear();
         self.schedule.settle();
     }
 
-    /// Plan, commit and record one chunk of a network's keys.
-    async fn apply_chunk(&mut self, net: &OvnNetwork, keys: &[Key]) {
-        for k in keys {
+    /// Plan, commit and record one chunk of a network's keys ([`Controller::working`]).
+    async fn apply_chunk(&mut self, net: &OvnNetwork) {
+        let keys: Vec<Key> = self.working.iter().map(|(k, _)| k.clone()).collect();
+        for k in &keys {
             self.ensure_rendered(net, k);
         }
         // A key too big for NB fails on its own; the others go on.
         let (keys, big): (Vec<Key>, Vec<Key>) = keys
-            .iter()
-            .cloned()
+            .into_iter()
             .partition(|k| self.rendered.get(k).is_none_or(|r| r.too_big.is_none()));
         for k in big {
             let why = self.rendered.get(&k).and_then(|r| r.too_big.clone());
-            self.fail(std::slice::from_ref(&k), why.as_deref().unwrap_or_default());
+            let e = Error::TooBig(why.unwrap_or_default());
+            self.fail(std::slice::from_ref(&k), &e);
         }
         let planning = std::time::Instant::now();
         let planned = {
@@ -556,8 +574,8 @@ impl Controller {
                 .cache()
                 .read(|v| apply::plan_chunk(owner, net, &keys, rendered, v))
         };
-        for (k, why) in &planned.blocked {
-            self.fail(std::slice::from_ref(k), why);
+        for (k, why) in planned.blocked {
+            self.fail(std::slice::from_ref(&k), &Error::Blocked(why));
         }
         let keys = &planned.keys[..];
         if keys.is_empty() {
@@ -573,9 +591,8 @@ impl Controller {
         let plan = match planned.plan {
             Ok(p) => p,
             Err(e) => {
-                self.status
-                    .set_network_error(&net.name, Some(e.message.clone()));
-                return self.fail(keys, &e.to_string());
+                self.status.set_network_error(&net.name, Some(e.reason()));
+                return self.fail(keys, &Error::Plan(e));
             }
         };
         self.status.set_network_error(&net.name, None);
@@ -602,11 +619,21 @@ impl Controller {
                         .cloned()
                         .collect();
                     if !spent.is_empty() {
-                        self.fail(&spent, &e.to_string());
+                        let e = Error::Commit {
+                            network: net.name.clone(),
+                            source: e,
+                        };
+                        self.fail(&spent, &e);
                     }
                     return;
                 }
-                Outcome::Failed(e) => return self.fail(keys, &e.to_string()),
+                Outcome::Failed(e) => {
+                    let e = Error::Commit {
+                        network: net.name.clone(),
+                        source: e,
+                    };
+                    return self.fail(keys, &e);
+                }
             }
         }
         self.record(keys, &plan);
@@ -619,6 +646,7 @@ impl Controller {
         progress.update_keys(|status| {
             let mut uuids = &plan.uuids[..];
             for k in keys {
+                let _key = debug_span!("key", listen = %k.1, reason = %self.why(k)).entered();
                 self.schedule.succeeded(k);
                 let rows = self.rendered.get(k).map_or(&[][..], |r| r.rows.as_slice());
                 let (mine, rest) = uuids.split_at(rows.len().min(uuids.len()));
@@ -627,6 +655,7 @@ impl Controller {
                 if let Some(o) = self.objects.get(k) {
                     let st = status.entry(k.clone()).or_insert_with(KeyStatus::default);
                     if let Some(rows) = shown {
+                        debug!(rows = rows.len(), "applied");
                         st.rows = rows;
                     }
                     if st.applied_revision != Some(o.revision()) || !st.error.is_empty() {
@@ -641,18 +670,47 @@ impl Controller {
         });
     }
 
-    fn fail(&mut self, keys: &[Key], error: &str) {
+    /// Why a key of the chunk being worked was due.
+    fn why(&self, k: &Key) -> Reason {
+        match self.working.binary_search_by(|(w, _)| w.cmp(k)) {
+            Ok(i) => self.working[i].1,
+            Err(_) => Reason::Retry,
+        }
+    }
+
+    /// Keys failed: each backs off, and `/state` shows the error. Logged once: inside
+    /// the key's span for one key, else naming the first of them (each key's own span
+    /// then has it at debug).
+    fn fail(&mut self, keys: &[Key], error: &Error) {
         Metrics::inc(&self.metrics.errors);
-        warn!(error, keys = keys.len(), "reconcile failed; backing off");
+        let text = error.to_string();
+        match keys {
+            [k] => {
+                let _key = info_span!("key", listen = %k.1, reason = %self.why(k)).entered();
+                warn!(error = %text, "reconcile failed; backing off");
+            }
+            [first, ..] => warn!(
+                error = %text,
+                keys = keys.len(),
+                first = %first.1,
+                "reconcile failed; backing off"
+            ),
+            [] => {}
+        }
         let now = Instant::now();
         let progress = self.status.clone();
         progress.update_keys(|status| {
             for k in keys {
+                if keys.len() > 1 {
+                    let _key = debug_span!("key", listen = %k.1, reason = %self.why(k)).entered();
+                    debug!(error = %text, "reconcile failed; backing off");
+                }
                 if let Some(r) = self.rendered.get_mut(k) {
                     r.seen = None;
                 }
-                self.schedule.failed(k, now);
-                status.entry(k.clone()).or_default().error = error.to_owned();
+                let wait = self.schedule.failed(k, now);
+                debug!(listen = %k.1, ?wait, "retry after");
+                status.entry(k.clone()).or_default().error = text.clone();
             }
         });
     }

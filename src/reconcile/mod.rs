@@ -25,7 +25,7 @@ use crate::lb::state::{resolve, DesiredState, ResolvedNetwork};
 use crate::lb::validate::{Limits, ValidationError};
 use crate::ovsdb::Session;
 use apply::Outcome;
-use plan::{plan_network, plan_removal, Plan};
+use plan::{plan_network, plan_removal, Plan, PlanError};
 
 /// Options of a pass.
 #[derive(Debug, Clone)]
@@ -63,6 +63,41 @@ pub struct PassReport {
     pub errors: Vec<String>,
     /// Whether NB matches the desired state afterwards (a dry run: whether it already did).
     pub converged: bool,
+}
+
+/// Why a network's or a key's rows did not reach NB.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The network cannot be planned (its router or switch missing or ambiguous).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// NB blocks the key: a row ovnlb does not own holds the UUID or a VIP of one of its
+    /// rows. The message says what the operator has to do; it is not retried in a loop.
+    #[error("{0}")]
+    Blocked(String),
+    /// One of the key's rows would be larger than `max_row_bytes`.
+    #[error("{0}")]
+    TooBig(String),
+    /// NB refused the network's commit, or its outcome is unknown.
+    #[error("network {network}: {source}")]
+    Commit {
+        /// The network.
+        network: String,
+        /// NB's answer.
+        #[source]
+        source: crate::ovsdb::Error,
+    },
+}
+
+impl Error {
+    /// The OVSDB error under it, if NB answered.
+    pub fn ovsdb(&self) -> Option<&crate::ovsdb::Error> {
+        match self {
+            Error::Commit { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// Why a pass did not run.
@@ -126,9 +161,13 @@ async fn apply(
     net: Option<&ResolvedNetwork>,
     mut plan: Plan,
     opts: &PassOptions,
-) -> Result<Plan, String> {
+) -> Result<Plan, Error> {
     let mut conflicts = 0;
     loop {
+        let commit_error = |source| Error::Commit {
+            network: plan.network.clone(),
+            source,
+        };
         match apply::commit(session, &plan).await {
             Outcome::Applied => {
                 info!(network = %plan.network, ops = plan.ops.len(), "applied");
@@ -139,25 +178,19 @@ async fn apply(
                 warn!(network = %plan.network, error = %e, "NB changed under the plan: re-planning");
                 tokio::time::sleep(Duration::from_millis(50 * conflicts as u64)).await;
                 let Some(net) = net else {
-                    return Err(e.to_string());
+                    return Err(commit_error(e));
                 };
                 // Plan on what NB holds now (after an unknown outcome: whether it
                 // committed).
-                session
-                    .sync()
-                    .await
-                    .map_err(|e| format!("network {}: {e}", plan.network))?;
+                session.sync().await.map_err(commit_error)?;
                 plan = session
                     .cache()
-                    .read(|v| plan_network(&opts.owner, net, v))
-                    .map_err(|e| e.to_string())?;
+                    .read(|v| plan_network(&opts.owner, net, v))?;
                 if plan.ops.is_empty() {
                     return Ok(plan);
                 }
             }
-            Outcome::Replan(e) | Outcome::Failed(e) => {
-                return Err(format!("network {}: {e}", plan.network))
-            }
+            Outcome::Replan(e) | Outcome::Failed(e) => return Err(commit_error(e)),
         }
     }
 }
@@ -186,7 +219,7 @@ pub async fn reconcile_pass(
         let net = nets.iter().find(|n| n.net.name == p.network);
         match apply(session, net, p, opts).await {
             Ok(p) => report.plans.push(p),
-            Err(e) => report.errors.push(e),
+            Err(e) => report.errors.push(e.to_string()),
         }
     }
     // Verify against the cache (read-your-writes: it already holds what we committed).

@@ -168,36 +168,71 @@ impl Plan {
     }
 }
 
-/// Why a network cannot be planned.
+/// Why a network cannot be planned: its router or switch, looked up by name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("network {network}: {message}")]
-pub struct PlanError {
-    /// The network.
-    pub network: String,
-    /// What is wrong.
-    pub message: String,
+#[error("network {}: {}", self.network(), self.reason())]
+pub enum PlanError {
+    /// No row of the table has the name.
+    Missing {
+        /// The network.
+        network: String,
+        /// `Logical_Router` or `Logical_Switch`.
+        table: &'static str,
+        /// The name looked for.
+        name: String,
+    },
+    /// Several rows have it (names are not unique in NB).
+    Ambiguous {
+        /// The network.
+        network: String,
+        /// `Logical_Router` or `Logical_Switch`.
+        table: &'static str,
+        /// The name.
+        name: String,
+        /// How many rows have it.
+        count: usize,
+    },
+}
+
+impl PlanError {
+    /// The network that cannot be planned.
+    pub fn network(&self) -> &str {
+        match self {
+            PlanError::Missing { network, .. } | PlanError::Ambiguous { network, .. } => network,
+        }
+    }
+
+    /// What is wrong, without the network (as `/state` shows it on the network).
+    pub fn reason(&self) -> String {
+        match self {
+            PlanError::Missing { table, name, .. } => format!("{table} \"{name}\" not found in NB"),
+            PlanError::Ambiguous {
+                table, name, count, ..
+            } => format!("{count} {table} rows are named \"{name}\": ambiguous, nothing done"),
+        }
+    }
 }
 
 /// The one row of `table` named `name` (names are not unique in NB: two is an error).
 fn unique_by_name(
     view: &CacheView,
-    table: &str,
+    table: &'static str,
     name: &str,
     network: &str,
 ) -> Result<std::sync::Arc<CacheRow>, PlanError> {
     let rows = view.find_by(table, "name", name);
     match rows.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(PlanError {
+        [] => Err(PlanError::Missing {
             network: network.into(),
-            message: format!("{table} \"{name}\" not found in NB"),
+            table,
+            name: name.into(),
         }),
-        many => Err(PlanError {
+        many => Err(PlanError::Ambiguous {
             network: network.into(),
-            message: format!(
-                "{} {table} rows are named \"{name}\": ambiguous, nothing done",
-                many.len()
-            ),
+            table,
+            name: name.into(),
+            count: many.len(),
         }),
     }
 }
@@ -213,7 +248,7 @@ pub fn derive_subnets(
 ) -> Result<(Option<IpNet>, Option<IpNet>), String> {
     let ask = "give ipv4.address/ipv6.address explicitly";
     let switch = unique_by_name(view, LogicalSwitch::NAME, &net.switch, &net.name)
-        .map_err(|e| format!("{}: {ask}", e.message))?;
+        .map_err(|e| format!("{}: {ask}", e.reason()))?;
     let switch = LogicalSwitch::from_row(&switch).ok_or("bad Logical_Switch row")?;
     let mut found = None;
     for p in &switch.ports {
@@ -789,8 +824,8 @@ mod tests {
         let w = want(100, "ovnlb-lb-192.0.2.14-tcp", listen);
         let v = view([target(LogicalSwitch::NAME, 2, "ls", &[])]);
         let e = plan(std::slice::from_ref(&w), listen, &v).unwrap_err();
-        assert_eq!(e.network, "ovn1");
-        assert_eq!(e.message, "Logical_Router \"lr\" not found in NB");
+        assert_eq!(e.network(), "ovn1");
+        assert_eq!(e.reason(), "Logical_Router \"lr\" not found in NB");
     }
 
     #[test]
@@ -801,7 +836,7 @@ mod tests {
         rows.push(target(LogicalRouter::NAME, 3, "lr", &[]));
         let e = plan(std::slice::from_ref(&w), listen, &view(rows)).unwrap_err();
         assert_eq!(
-            e.message,
+            e.reason(),
             "2 Logical_Router rows are named \"lr\": ambiguous, nothing done"
         );
     }

@@ -9,7 +9,7 @@
 //! like a failure. No state of a key outlives it: a key that leaves the dirty set
 //! without being retried keeps no backoff.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -25,6 +25,45 @@ const MOST: Duration = Duration::from_secs(30);
 /// default `max_conflicts`).
 pub(crate) const MAX_REPLANS: u32 = 5;
 
+/// Why a key is worked: what marked it dirty last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The controller started, or reloaded the store.
+    Load,
+    /// Its object changed in the store.
+    Stored,
+    /// Its network changed in the store.
+    Network,
+    /// NB changed one of its rows (drift, or a row that is not the echo of our write).
+    Drift,
+    /// A router or switch changed: its rows may be missing from it or on the wrong one.
+    Topology,
+    /// NB's cache was reloaded (a reconnection).
+    NbResync,
+    /// The periodic resync.
+    Resync,
+    /// Its backoff ended.
+    Retry,
+    /// NB refused its last commit with a re-plannable error.
+    Replan,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reason::Load => "load",
+            Reason::Stored => "stored",
+            Reason::Network => "network",
+            Reason::Drift => "drift",
+            Reason::Topology => "topology",
+            Reason::NbResync => "nb-resync",
+            Reason::Resync => "resync",
+            Reason::Retry => "retry",
+            Reason::Replan => "replan",
+        })
+    }
+}
+
 /// A failing key's backoff.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
@@ -37,8 +76,8 @@ struct Backoff {
 /// The controller's schedule.
 #[derive(Debug, Default)]
 pub(crate) struct Schedule {
-    /// Keys to reconcile.
-    dirty: BTreeSet<Key>,
+    /// Keys to reconcile, with why.
+    dirty: BTreeMap<Key, Reason>,
     /// Backoff of failing keys; only for keys in `dirty` ([`Schedule::settle`]).
     backoff: HashMap<Key, Backoff>,
     /// Re-plans in a row per key, since its last success or failure.
@@ -60,14 +99,17 @@ fn jittered(step: Duration) -> Duration {
 }
 
 impl Schedule {
-    /// Mark a key dirty (its backoff, if any, still holds).
-    pub(crate) fn mark(&mut self, key: Key) {
-        self.dirty.insert(key);
+    /// Mark a key dirty (its backoff, if any, still holds). A key already dirty keeps
+    /// the reason that marked it first.
+    pub(crate) fn mark(&mut self, key: Key, why: Reason) {
+        self.dirty.entry(key).or_insert(why);
     }
 
-    /// Mark keys dirty.
-    pub(crate) fn mark_all(&mut self, keys: impl IntoIterator<Item = Key>) {
-        self.dirty.extend(keys);
+    /// Mark keys dirty (as [`Schedule::mark`]).
+    pub(crate) fn mark_all(&mut self, keys: impl IntoIterator<Item = Key>, why: Reason) {
+        for k in keys {
+            self.mark(k, why);
+        }
     }
 
     /// The key's object changed: dirty, and due at once (a fix by the user is tried
@@ -75,7 +117,7 @@ impl Schedule {
     pub(crate) fn changed(&mut self, key: Key) {
         self.backoff.remove(&key);
         self.replans.remove(&key);
-        self.dirty.insert(key);
+        self.dirty.insert(key, Reason::Stored);
     }
 
     /// Whether nothing is dirty and no network waits for removal.
@@ -83,12 +125,12 @@ impl Schedule {
         self.dirty.is_empty() && self.removed.is_empty()
     }
 
-    /// Take the dirty keys that are due at `now`, sorted by (network, listen); the
-    /// others stay dirty.
-    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<Key> {
-        let (due, later): (Vec<Key>, Vec<Key>) = std::mem::take(&mut self.dirty)
+    /// Take the dirty keys that are due at `now`, sorted by (network, listen), each
+    /// with why; the others stay dirty.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<(Key, Reason)> {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.dirty)
             .into_iter()
-            .partition(|k| self.backoff.get(k).is_none_or(|b| b.at <= now));
+            .partition(|(k, _)| self.backoff.get(k).is_none_or(|b| b.at <= now));
         self.dirty.extend(later);
         due
     }
@@ -110,7 +152,7 @@ impl Schedule {
             },
         );
         self.replans.remove(key);
-        self.dirty.insert(key.clone());
+        self.dirty.insert(key.clone(), Reason::Retry);
         wait
     }
 
@@ -123,7 +165,7 @@ impl Schedule {
         if *n > MAX_REPLANS {
             return false;
         }
-        self.dirty.insert(key.clone());
+        self.dirty.insert(key.clone(), Reason::Replan);
         true
     }
 
@@ -137,8 +179,8 @@ impl Schedule {
     /// went, or cannot be used) keep no backoff and no re-plan count.
     pub(crate) fn settle(&mut self) {
         let dirty = &self.dirty;
-        self.backoff.retain(|k, _| dirty.contains(k));
-        self.replans.retain(|k, _| dirty.contains(k));
+        self.backoff.retain(|k, _| dirty.contains_key(k));
+        self.replans.retain(|k, _| dirty.contains_key(k));
     }
 
     /// When the earliest backoff ends (`None`: no key is backing off). Dirty keys that
@@ -190,7 +232,7 @@ mod tests {
         }
         assert_eq!(s.backoff[&k].step, MOST);
         assert!(s.take_due(now).is_empty(), "a backing-off key is not due");
-        assert_eq!(s.take_due(now + MOST), vec![k.clone()]);
+        assert_eq!(s.take_due(now + MOST), vec![(k.clone(), Reason::Retry)]);
         s.succeeded(&k);
         assert!(s.backoff.is_empty());
     }
@@ -202,7 +244,10 @@ mod tests {
         for _ in 0..MAX_REPLANS {
             assert!(s.replan(&k));
             assert_eq!(s.next_wake(), None, "a re-planned key does not back off");
-            assert_eq!(s.take_due(Instant::now()), vec![k.clone()]);
+            assert_eq!(
+                s.take_due(Instant::now()),
+                vec![(k.clone(), Reason::Replan)]
+            );
         }
         assert!(
             !s.replan(&k),
@@ -230,6 +275,6 @@ mod tests {
         let k = key("c");
         s.failed(&k, now);
         s.changed(k.clone());
-        assert_eq!(s.take_due(now), vec![k]);
+        assert_eq!(s.take_due(now), vec![(k, Reason::Stored)]);
     }
 }
