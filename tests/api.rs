@@ -1,6 +1,7 @@
-//! The REST API over ovnlbd's real socket, against real NB + northd: every endpoint,
-//! each error class with its status, If-Match, PATCH merge, `?wait`, `/state`, and a
-//! restart with the state kept.
+//! The REST API over ovnlbd's real socket, against real NB + northd, one test per
+//! behaviour over [`ovn1`] (NB, northd, ovnlbd, the `uplink` and `ovn1` networks): every
+//! endpoint, each error class with its status, If-Match, PATCH merge, `?wait`, `/state`,
+//! metrics, a restart with the state kept, HTTPS, and random input.
 
 mod common;
 
@@ -37,14 +38,30 @@ fn vips_of(ovn: &Ovn, name: &str) -> Option<Value> {
         })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_endpoint_against_real_nb() {
-    init_tracing();
-    let ovn = Ovn::start();
-    let d = Daemon::start(&ovn.nb).await;
-    let c = d.client();
+const LBS: &str = "/1.0/networks/ovn1/load-balancers";
+const NAME: &str = "ovnlb-ovn1-lb-192.0.2.10-tcp";
 
-    // Server info.
+/// The load balancer most tests start from: 192.0.2.10:80 over b1 and b2, created with
+/// `?wait` (NB holds it when this returns).
+async fn with_lb(c: &Client) {
+    let r = c
+        .request(
+            Method::POST,
+            &format!("{LBS}?wait=20"),
+            Some(&lb_body(
+                "192.0.2.10",
+                &[("b1", "10.0.0.11"), ("b2", "10.0.0.12")],
+            )),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_info_lists_the_extensions() {
+    let (_ovn, _d, c) = ovn1().await;
     let info = req(&c, Method::GET, "/1.0", None).await.unwrap();
     let ext: Vec<&str> = info["api_extensions"]
         .as_array()
@@ -60,14 +77,23 @@ async fn every_endpoint_against_real_nb() {
     ] {
         assert!(ext.contains(&e), "{e}");
     }
+}
 
-    // Networks: create, subnets derived from NB, errors.
-    networks(&c).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_without_subnets_gets_them_from_nb() {
+    let (_ovn, _d, c) = ovn1().await;
     let n = req(&c, Method::GET, "/1.0/networks/ovn1", None)
         .await
         .unwrap();
     assert_eq!(n["config"]["ipv4.address"], "10.0.0.1/24");
     assert_eq!(n["config"]["ipv6.address"], "fd00::1/64");
+    let list = req(&c, Method::GET, "/1.0/networks", None).await.unwrap();
+    assert_eq!(list, json!(["/1.0/networks/ovn1", "/1.0/networks/uplink"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_breaking_a_rule_is_refused() {
+    let (_ovn, _d, c) = ovn1().await;
     let bad = json!({"name": "ovn2", "type": "ovn",
                      "config": {"network": "uplink", "ovn.router": "no-such-lr", "ovn.switch": "lxd-net1-ls-int"}});
     let (st, msg) = req(&c, Method::POST, "/1.0/networks", Some(bad))
@@ -97,14 +123,20 @@ async fn every_endpoint_against_real_nb() {
     .unwrap_err();
     assert_eq!(st, 409);
     let list = req(&c, Method::GET, "/1.0/networks", None).await.unwrap();
-    assert_eq!(list, json!(["/1.0/networks/ovn1", "/1.0/networks/uplink"]));
+    assert_eq!(
+        list,
+        json!(["/1.0/networks/ovn1", "/1.0/networks/uplink"]),
+        "nothing created"
+    );
+}
 
-    // Create a load balancer and wait until NB holds it.
-    let lbs = "/1.0/networks/ovn1/load-balancers";
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_with_wait_returns_once_nb_holds_the_row() {
+    let (ovn, _d, c) = ovn1().await;
     let r = c
         .request(
             Method::POST,
-            &format!("{lbs}?wait=20"),
+            &format!("{LBS}?wait=20"),
             Some(&lb_body(
                 "192.0.2.10",
                 &[("b1", "10.0.0.11"), ("b2", "10.0.0.12")],
@@ -118,9 +150,8 @@ async fn every_endpoint_against_real_nb() {
         r.location.as_deref(),
         Some("/1.0/networks/ovn1/load-balancers/192.0.2.10")
     );
-    let name = "ovnlb-ovn1-lb-192.0.2.10-tcp";
     assert_eq!(
-        vips_of(&ovn, name).unwrap(),
+        vips_of(&ovn, NAME).unwrap(),
         json!({"192.0.2.10:80": "10.0.0.11:8080,10.0.0.12:8080"}),
         "in NB when the write returned"
     );
@@ -129,21 +160,25 @@ async fn every_endpoint_against_real_nb() {
         sorted(ovn.trace("tcp", "192.0.2.10", 80)),
         ["10.0.0.11:8080", "10.0.0.12:8080"]
     );
+}
 
-    // Lists, one object with its ETag, state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_an_object_with_its_etag_and_its_state() {
+    let (_ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
     assert_eq!(
-        req(&c, Method::GET, lbs, None).await.unwrap(),
+        req(&c, Method::GET, LBS, None).await.unwrap(),
         json!(["/1.0/networks/ovn1/load-balancers/192.0.2.10"])
     );
-    let objs = req(&c, Method::GET, &format!("{lbs}?recursion=1"), None)
+    let objs = req(&c, Method::GET, &format!("{LBS}?recursion=1"), None)
         .await
         .unwrap();
     assert_eq!(objs[0]["listen_address"], "192.0.2.10");
     assert_eq!(objs[0]["location"], "");
-    let one = c.get(&format!("{lbs}/192.0.2.10")).await.unwrap();
+    let one = c.get(&format!("{LBS}/192.0.2.10")).await.unwrap();
     assert_eq!(one.etag.as_deref(), Some("\"1\""));
     assert_eq!(one.metadata["backends"][1]["name"], "b2");
-    let state = req(&c, Method::GET, &format!("{lbs}/192.0.2.10/state"), None)
+    let state = req(&c, Method::GET, &format!("{LBS}/192.0.2.10/state"), None)
         .await
         .unwrap();
     assert_eq!(state["revision"], 1);
@@ -151,16 +186,20 @@ async fn every_endpoint_against_real_nb() {
     assert_eq!(state["backend_health"], Value::Null);
     assert_eq!(state["ovn"]["router_attached"], true);
     assert_eq!(state["ovn"]["switch_attached"], true);
-    assert_eq!(state["ovn"]["load_balancers"][0]["name"], name);
+    assert_eq!(state["ovn"]["load_balancers"][0]["name"], NAME);
     assert_eq!(state["error"], "");
+}
 
-    // PUT with the current ETag; then a stale one is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_with_the_current_etag_applies_and_a_stale_one_changes_nothing() {
+    let (ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
     let mut put = lb_body("192.0.2.10", &[("b1", "10.0.0.11"), ("b3", "10.0.0.13")]);
     put["description"] = json!("web");
     let r = c
         .request(
             Method::PUT,
-            &format!("{lbs}/192.0.2.10?wait=20"),
+            &format!("{LBS}/192.0.2.10?wait=20"),
             Some(&put),
             Some("\"1\""),
         )
@@ -168,59 +207,51 @@ async fn every_endpoint_against_real_nb() {
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(
-        vips_of(&ovn, name).unwrap(),
+        vips_of(&ovn, NAME).unwrap(),
         json!({"192.0.2.10:80": "10.0.0.11:8080,10.0.0.13:8080"})
     );
     let e = c
         .request(
             Method::PUT,
-            &format!("{lbs}/192.0.2.10"),
+            &format!("{LBS}/192.0.2.10"),
             Some(&lb_body("192.0.2.10", &[("b9", "10.0.0.12")])),
             Some("\"1\""),
         )
         .await
         .unwrap_err();
     assert!(matches!(e, ClientError::Api { status: 412, .. }), "{e}");
-    let now = c.get(&format!("{lbs}/192.0.2.10")).await.unwrap();
+    let now = c.get(&format!("{LBS}/192.0.2.10")).await.unwrap();
     assert_eq!(now.etag.as_deref(), Some("\"2\""));
     assert_eq!(now.metadata["backends"][1]["name"], "b3");
+}
 
-    // PATCH merges: description kept, config merged, "" removes a key, a missing
-    // config is not a crash, backends untouched unless given.
-    req(
-        &c,
-        Method::PATCH,
-        &format!("{lbs}/192.0.2.10"),
-        Some(json!({"config": {"user.a": "1", "user.b": "2"}})),
-    )
-    .await
-    .unwrap();
-    req(
-        &c,
-        Method::PATCH,
-        &format!("{lbs}/192.0.2.10"),
-        Some(json!({"config": {"user.a": ""}})),
-    )
-    .await
-    .unwrap();
-    req(
-        &c,
-        Method::PATCH,
-        &format!("{lbs}/192.0.2.10"),
-        Some(json!({"ports": null})),
-    )
-    .await
-    .unwrap();
-    let now = req(&c, Method::GET, &format!("{lbs}/192.0.2.10"), None)
-        .await
-        .unwrap();
+/// PATCH merges: description kept, config merged, "" removes a key, a null is not a
+/// crash, backends untouched unless given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_merges_into_the_stored_object() {
+    let (_ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
+    let path = format!("{LBS}/192.0.2.10");
+    for body in [
+        json!({"description": "web"}),
+        json!({"config": {"user.a": "1", "user.b": "2"}}),
+        json!({"config": {"user.a": ""}}),
+        json!({"ports": null}),
+    ] {
+        req(&c, Method::PATCH, &path, Some(body)).await.unwrap();
+    }
+    let now = req(&c, Method::GET, &path, None).await.unwrap();
     assert_eq!(now["description"], "web");
     assert_eq!(now["config"], json!({"user.b": "2"}));
     assert_eq!(now["backends"].as_array().unwrap().len(), 2);
     assert_eq!(now["ports"].as_array().unwrap().len(), 1);
+}
 
-    // Networks cannot change under their load balancers: an uplink route in use, a
-    // subnet holding backends.
+/// An uplink route in use and a subnet holding backends cannot change; other keys can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_cannot_change_under_their_load_balancers() {
+    let (_ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
     let (st, msg) = req(
         &c,
         Method::PATCH,
@@ -252,7 +283,12 @@ async fn every_endpoint_against_real_nb() {
     )
     .await
     .unwrap();
-    // A second network on the same uplink cannot take an address in use.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_network_on_the_uplink_cannot_take_an_address_in_use() {
+    let (_ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
     let ovn2 = json!({"name": "ovn2", "type": "ovn",
                       "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
                                  "ovn.switch": "lxd-net1-ls-int", "ovn.prefix": "net2"}});
@@ -271,8 +307,12 @@ async fn every_endpoint_against_real_nb() {
     req(&c, Method::DELETE, "/1.0/networks/ovn2", None)
         .await
         .unwrap();
+}
 
-    // Error classes, each with its status, none changing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_error_class_has_its_status_and_changes_nothing() {
+    let (ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
     let cases: Vec<(Method, String, Option<Value>, u16, &str)> = vec![
         (
             Method::GET,
@@ -283,14 +323,14 @@ async fn every_endpoint_against_real_nb() {
         ),
         (
             Method::GET,
-            format!("{lbs}/192.0.2.99"),
+            format!("{LBS}/192.0.2.99"),
             None,
             404,
             "Network load balancer not found",
         ),
         (
             Method::GET,
-            format!("{lbs}?project=foo"),
+            format!("{LBS}?project=foo"),
             None,
             404,
             "Project not found",
@@ -304,7 +344,7 @@ async fn every_endpoint_against_real_nb() {
         ),
         (
             Method::POST,
-            lbs.into(),
+            LBS.into(),
             Some(lb_body("192.0.2.10", &[("b1", "10.0.0.11")])),
             409,
             "already exists",
@@ -318,14 +358,14 @@ async fn every_endpoint_against_real_nb() {
         ),
         (
             Method::POST,
-            lbs.into(),
+            LBS.into(),
             Some(lb_body("198.51.100.1", &[("b1", "10.0.0.11")])),
             400,
             "listen_address",
         ),
         (
             Method::POST,
-            lbs.into(),
+            LBS.into(),
             Some(
                 json!({"listen_address": "192.0.2.11", "ports": [{"protocol": "tcp", "listen_port": "99999", "target_backend": []}]}),
             ),
@@ -334,7 +374,7 @@ async fn every_endpoint_against_real_nb() {
         ),
         (
             Method::POST,
-            lbs.into(),
+            LBS.into(),
             Some(
                 json!({"listen_address": "192.0.2.11", "backends": [{"name": "b1", "target_address": "10.9.9.9"}]}),
             ),
@@ -343,31 +383,38 @@ async fn every_endpoint_against_real_nb() {
         ),
         (
             Method::POST,
-            lbs.into(),
+            LBS.into(),
             Some(json!({"listen_address": ""})),
             400,
             "listen_address",
         ),
         (
             Method::POST,
-            lbs.into(),
+            LBS.into(),
             Some(json!("not an object")),
             400,
             "Invalid request body",
         ),
         (
             Method::PUT,
-            format!("{lbs}/192.0.2.99"),
+            format!("{LBS}/192.0.2.99"),
             Some(json!({})),
             404,
             "Network load balancer not found",
         ),
         (
             Method::DELETE,
-            format!("{lbs}/192.0.2.99"),
+            format!("{LBS}/192.0.2.99"),
             None,
             404,
             "Network load balancer not found",
+        ),
+        (
+            Method::DELETE,
+            "/1.0/networks/uplink?project=x".into(),
+            None,
+            404,
+            "Project not found",
         ),
     ];
     let before = ovn.nb.dump(&["Load_Balancer"]);
@@ -377,7 +424,7 @@ async fn every_endpoint_against_real_nb() {
         assert!(msg.contains(text), "{m} {path}: {msg:?} lacks {text:?}");
     }
     assert_eq!(
-        req(&c, Method::GET, lbs, None)
+        req(&c, Method::GET, LBS, None)
             .await
             .unwrap()
             .as_array()
@@ -386,17 +433,21 @@ async fn every_endpoint_against_real_nb() {
         1
     );
     assert_eq!(ovn.nb.dump(&["Load_Balancer"]), before, "errors changed NB");
+}
 
-    // IPv6: unescaped in the path, any spelling of the address.
+/// IPv6: unescaped in the path, any spelling of the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_load_balancer_is_found_under_any_spelling() {
+    let (ovn, _d, c) = ovn1().await;
     req(
         &c,
         Method::POST,
-        &format!("{lbs}?wait=20"),
+        &format!("{LBS}?wait=20"),
         Some(lb_body("2001:db8::10", &[("b1", "fd00::11")])),
     )
     .await
     .unwrap();
-    let v6 = req(&c, Method::GET, &format!("{lbs}/2001:DB8:0::10"), None)
+    let v6 = req(&c, Method::GET, &format!("{LBS}/2001:DB8:0::10"), None)
         .await
         .unwrap();
     assert_eq!(v6["listen_address"], "2001:db8::10");
@@ -404,8 +455,11 @@ async fn every_endpoint_against_real_nb() {
         vips_of(&ovn, "ovnlb-ovn1-lb-2001:db8::10-tcp").unwrap(),
         json!({"[2001:db8::10]:80": "[fd00::11]:8080"})
     );
+}
 
-    // Forwards: default target, listed with it, state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_sends_to_its_default_target() {
+    let (ovn, _d, c) = ovn1().await;
     let fwds = "/1.0/networks/ovn1/forwards";
     req(&c, Method::POST, &format!("{fwds}?wait=20"), Some(json!({"listen_address": "192.0.2.20", "config": {"target_address": "10.0.0.13"}, "ports": null})))
         .await
@@ -422,24 +476,46 @@ async fn every_endpoint_against_real_nb() {
         vips_of(&ovn, "ovnlb-ovn1-lb-192.0.2.20-tcp").unwrap(),
         json!({"192.0.2.20": "10.0.0.13"})
     );
+}
 
-    // GET and DELETE with a body (as `lxc query` sends them) are fine; DELETE waits.
+/// GET and DELETE with a body (as `lxc query` sends them) are fine; DELETE waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_or_delete_with_a_body_is_served() {
+    let (ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
     let r = c
-        .request(Method::GET, lbs, Some(&Value::String(String::new())), None)
+        .request(Method::GET, LBS, Some(&Value::String(String::new())), None)
         .await
         .unwrap();
     assert_eq!(r.status, 200);
     c.request(
         Method::DELETE,
-        &format!("{lbs}/2001:db8::10?wait=20"),
+        &format!("{LBS}/192.0.2.10?wait=20"),
         Some(&Value::String(String::new())),
         None,
     )
     .await
     .unwrap();
-    assert!(vips_of(&ovn, "ovnlb-ovn1-lb-2001:db8::10-tcp").is_none());
+    assert!(
+        vips_of(&ovn, NAME).is_none(),
+        "gone when the delete returned"
+    );
+}
 
-    // Metrics: the controller counted its transactions; gauges of NB and our rows.
+/// The controller counts its transactions; gauges of NB and our rows; the NB echo probe
+/// measures the session's round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_transactions_rows_and_keys() {
+    let (_ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
+    req(
+        &c,
+        Method::POST,
+        "/1.0/networks/ovn1/forwards?wait=20",
+        Some(json!({"listen_address": "192.0.2.20", "config": {"target_address": "10.0.0.13"}})),
+    )
+    .await
+    .unwrap();
     let (st, text) = c.text("/1.0/metrics").await.unwrap();
     assert_eq!(st, 200);
     let value = |name: &str| -> f64 {
@@ -449,8 +525,8 @@ async fn every_endpoint_against_real_nb() {
             .parse()
             .unwrap()
     };
-    assert!(value("ovnlb_transactions_total") >= 5.0, "{text}");
-    assert!(value("ovnlb_commit_seconds_count") >= 5.0);
+    assert!(value("ovnlb_transactions_total") >= 2.0, "{text}");
+    assert!(value("ovnlb_commit_seconds_count") >= 2.0);
     assert_eq!(value("ovnlb_nb_connected"), 1.0);
     assert_eq!(
         value("ovnlb_owned_rows"),
@@ -459,7 +535,6 @@ async fn every_endpoint_against_real_nb() {
     );
     assert_eq!(value("ovnlb_keys"), 2.0);
     assert_eq!(value("ovnlb_keys_failing"), 0.0);
-    // The NB echo probe measures the session's round trip (every second).
     let cr = &c;
     eventually_async(10, "an NB echo round trip recorded", move || async move {
         let c = cr;
@@ -472,50 +547,53 @@ async fn every_endpoint_against_real_nb() {
         (n > 0.0).then_some(())
     })
     .await;
+}
 
-    // Restart: the state is kept and NB stays as it was.
+/// A restart keeps the state, and the new controller finds NB as it should be and
+/// records it, touching nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_state_and_leaves_nb_as_it_was() {
+    let (ovn, d, c) = ovn1().await;
+    with_lb(&c).await;
+    req(
+        &c,
+        Method::PATCH,
+        &format!("{LBS}/192.0.2.10?wait=20"),
+        Some(json!({"description": "web"})),
+    )
+    .await
+    .unwrap();
     let dump = ovn
         .nb
         .dump(&["Load_Balancer", "Logical_Router", "Logical_Switch"]);
     let dir = d.stop().await;
     let d = Daemon::start_in(&ovn.nb, dir).await;
     let c = d.client();
-    let again = req(&c, Method::GET, &format!("{lbs}/192.0.2.10"), None)
-        .await
-        .unwrap();
-    assert_eq!(again["description"], "web");
-    // The new controller finds NB as it should be and records it, touching nothing.
-    let rev = c
-        .get(&format!("{lbs}/192.0.2.10"))
-        .await
-        .unwrap()
-        .etag
-        .unwrap();
-    let want: u64 = rev.trim_matches('"').parse().unwrap();
-    loop {
-        let st = req(&c, Method::GET, &format!("{lbs}/192.0.2.10/state"), None)
+    let again = c.get(&format!("{LBS}/192.0.2.10")).await.unwrap();
+    assert_eq!(again.metadata["description"], "web");
+    let want: u64 = again.etag.unwrap().trim_matches('"').parse().unwrap();
+    let st = eventually_async(20, "the stored revision recorded as applied", || async {
+        req(&c, Method::GET, &format!("{LBS}/192.0.2.10/state"), None)
             .await
-            .unwrap();
-        if st["applied_revision"] == want {
-            assert_eq!(st["ovn"]["router_attached"], true);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+            .ok()
+            .filter(|st| st["applied_revision"] == want)
+    })
+    .await;
+    assert_eq!(st["ovn"]["router_attached"], true);
     assert_eq!(
         ovn.nb
             .dump(&["Load_Balancer", "Logical_Router", "Logical_Switch"]),
         dump
     );
+}
 
-    // Deleting the network removes its rows from NB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_network_removes_its_rows_from_nb() {
+    let (ovn, _d, c) = ovn1().await;
+    with_lb(&c).await;
     req(&c, Method::DELETE, "/1.0/networks/ovn1", None)
         .await
         .unwrap();
-    let (st, _) = req(&c, Method::DELETE, "/1.0/networks/uplink?project=x", None)
-        .await
-        .unwrap_err();
-    assert_eq!(st, 404);
     eventually(20, "rows of a deleted network gone", || {
         ovn.nb.dump(&["Load_Balancer"])["Load_Balancer"]
             .is_empty()
@@ -659,11 +737,7 @@ async fn https_with_client_certificates() {
 /// connection, and the daemon still serves afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_input_gets_envelopes() {
-    init_tracing();
-    let ovn = Ovn::start();
-    let d = Daemon::start(&ovn.nb).await;
-    let c = d.client();
-    networks(&c).await;
+    let (_ovn, _d, c) = ovn1().await;
     // A small deterministic generator (xorshift): the same cases every run.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
