@@ -237,3 +237,214 @@ async fn a_client_error_is_not_logged_as_a_failure() {
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(!text.contains("request failed"), "{text}");
 }
+
+/// The router over an in-memory store holding `uplink` and `ovn1` (its subnets given,
+/// so no NB is needed), and 192.0.2.10 on it.
+async fn app_with_lb() -> axum::Router {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let net = |name: &str, kind: &str, config: &[(&str, &str)]| Network {
+        name: name.into(),
+        kind: kind.into(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    store
+        .create_network(&net(
+            "uplink",
+            "physical",
+            &[("ipv4.routes", "192.0.2.0/24")],
+        ))
+        .unwrap();
+    store
+        .create_network(&net(
+            "ovn1",
+            "ovn",
+            &[
+                ("network", "uplink"),
+                ("ovn.router", "lr"),
+                ("ovn.switch", "ls"),
+                ("ipv4.address", "10.0.0.1/24"),
+            ],
+        ))
+        .unwrap();
+    let app = router(AppState::new(store));
+    let r = call(
+        &app,
+        "POST",
+        "/1.0/networks/ovn1/load-balancers",
+        None,
+        r#"{"listen_address": "192.0.2.10", "description": "web",
+            "backends": [{"name": "b1", "target_address": "10.0.0.11", "target_port": "8080"}],
+            "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["b1"]}]}"#,
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.2);
+    app
+}
+
+/// One request through the router: status, ETag, body as JSON.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    if_match: Option<&str>,
+    body: &str,
+) -> (StatusCode, Option<String>, serde_json::Value) {
+    let mut r = request(method, path, body);
+    if let Some(m) = if_match {
+        r.headers_mut().insert("if-match", m.parse().unwrap());
+    }
+    let resp = app.clone().oneshot(r).await.unwrap();
+    let status = resp.status();
+    let etag = resp
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {bytes:?}"));
+    (status, etag, v)
+}
+
+const LB: &str = "/1.0/networks/ovn1/load-balancers/192.0.2.10";
+
+#[tokio::test(flavor = "current_thread")]
+async fn answers_and_refusals_are_lxd_envelopes() {
+    let app = app_with_lb().await;
+    let (st, _, v) = call(&app, "GET", "/1.0", None, "").await;
+    assert_eq!(st, StatusCode::OK);
+    for (k, want) in [
+        ("type", serde_json::json!("sync")),
+        ("status", serde_json::json!("Success")),
+        ("status_code", serde_json::json!(200)),
+        ("error_code", serde_json::json!(0)),
+        ("error", serde_json::json!("")),
+    ] {
+        assert_eq!(v[k], want, "{k}");
+    }
+    for (method, path, status) in [
+        ("GET", "/1.0/nothing-here", StatusCode::NOT_FOUND),
+        ("POST", "/1.0", StatusCode::METHOD_NOT_ALLOWED),
+        (
+            "GET",
+            LB.replace("10", "99").as_str(),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (st, _, v) = call(&app, method, path, None, "").await;
+        assert_eq!(st, status, "{method} {path}");
+        assert_eq!(v["type"], "error", "{method} {path}");
+        assert_eq!(v["error_code"], status.as_u16(), "{method} {path}");
+        assert_eq!(v["metadata"], serde_json::Value::Null);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn if_match_takes_the_quoted_weak_and_star_forms() {
+    let app = app_with_lb().await;
+    let put = |d: &str| {
+        format!(
+            r#"{{"description": "{d}", "backends": [{{"name": "b1", "target_address": "10.0.0.11", "target_port": "8080"}}],
+                "ports": [{{"protocol": "tcp", "listen_port": "80", "target_backend": ["b1"]}}]}}"#
+        )
+    };
+    let (_, etag, _) = call(&app, "GET", LB, None, "").await;
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+    let (st, _, v) = call(&app, "PUT", LB, Some("\"1\""), &put("a")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, _, v) = call(&app, "PUT", LB, Some("W/\"2\""), &put("b")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, _, v) = call(&app, "PUT", LB, Some("*"), &put("c")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, _, v) = call(&app, "PUT", LB, Some("\"1\""), &put("stale")).await;
+    assert_eq!(st, StatusCode::PRECONDITION_FAILED);
+    assert!(v["error"].as_str().unwrap().contains("ETag"), "{v}");
+    let (st, _, _) = call(&app, "PUT", LB, Some("\"abc\""), &put("junk")).await;
+    assert_eq!(st, StatusCode::PRECONDITION_FAILED);
+    let (_, etag, v) = call(&app, "GET", LB, None, "").await;
+    assert_eq!(etag.as_deref(), Some("\"4\""));
+    assert_eq!(
+        v["metadata"]["description"], "c",
+        "refused writes changed nothing"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_patch_merges_config_key_by_key_and_keeps_what_it_omits() {
+    let app = app_with_lb().await;
+    for body in [
+        r#"{"config": {"user.a": "1", "user.b": "2"}}"#,
+        r#"{"config": {"user.a": ""}}"#,
+        r#"{"ports": null, "listen_address": "192.0.2.77", "unknown": 1}"#,
+    ] {
+        let (st, _, v) = call(&app, "PATCH", LB, None, body).await;
+        assert_eq!(st, StatusCode::OK, "{body}: {v}");
+    }
+    let (_, _, v) = call(&app, "GET", LB, None, "").await;
+    let m = &v["metadata"];
+    assert_eq!(m["description"], "web");
+    assert_eq!(m["config"], serde_json::json!({"user.b": "2"}));
+    assert_eq!(m["listen_address"], "192.0.2.10", "not editable");
+    assert_eq!(m["backends"].as_array().unwrap().len(), 1);
+    assert_eq!(m["ports"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bodies_and_projects_that_cannot_be_served_are_refused() {
+    let app = app_with_lb().await;
+    for (method, path, body, status, text) in [
+        (
+            "PATCH",
+            LB,
+            "[1, 2]",
+            StatusCode::BAD_REQUEST,
+            "a JSON object is expected",
+        ),
+        (
+            "PUT",
+            LB,
+            "{not json",
+            StatusCode::BAD_REQUEST,
+            "Invalid request body",
+        ),
+        (
+            "POST",
+            "/1.0/networks/ovn1/load-balancers",
+            r#"{"listen_address": 7}"#,
+            StatusCode::BAD_REQUEST,
+            "Invalid request body",
+        ),
+        (
+            "GET",
+            "/1.0/networks?project=other",
+            "",
+            StatusCode::NOT_FOUND,
+            "Project not found",
+        ),
+        (
+            "DELETE",
+            "/1.0/networks/ovn1/load-balancers/192.0.2.10?project=other",
+            "",
+            StatusCode::NOT_FOUND,
+            "Project not found",
+        ),
+    ] {
+        let (st, _, v) = call(&app, method, path, None, body).await;
+        assert_eq!(st, status, "{method} {path} {body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(text),
+            "{method} {path}: {v}"
+        );
+    }
+    let (st, etag, _) = call(&app, "GET", LB, None, "").await;
+    assert_eq!(
+        (st, etag.as_deref()),
+        (StatusCode::OK, Some("\"1\"")),
+        "nothing changed"
+    );
+}
