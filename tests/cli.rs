@@ -49,19 +49,106 @@ fn fails(sock: &Path, args: &[&str]) -> String {
     err
 }
 
+/// Run `f` with ovnlbd's socket on a blocking thread (the CLI is a child process).
+async fn with_socket(d: &Daemon, f: impl FnOnce(&Path) + Send + 'static) {
+    let s = d.socket.clone();
+    tokio::task::spawn_blocking(move || f(&s)).await.unwrap();
+}
+
+/// `network load-balancer …`.
+fn lb(rest: &[&'static str]) -> Vec<&'static str> {
+    ["network", "load-balancer"]
+        .iter()
+        .chain(rest)
+        .copied()
+        .collect()
+}
+
+/// `network forward …`.
+fn fwd(rest: &[&'static str]) -> Vec<&'static str> {
+    ["network", "forward"].iter().chain(rest).copied().collect()
+}
+
+/// 192.0.2.10 built verb by verb: `user.k=v`, backends b1 and b2, tcp 80 over both and
+/// udp 53 over b1.
+fn build_lb(s: &Path) {
+    assert_eq!(
+        ok(s, &lb(&["create", "ovn1", "192.0.2.10", "user.k=v"])),
+        "Network load balancer 192.0.2.10 created\n"
+    );
+    ok(
+        s,
+        &lb(&[
+            "backend",
+            "add",
+            "ovn1",
+            "192.0.2.10",
+            "b1",
+            "10.0.0.11",
+            "8080",
+        ]),
+    );
+    ok(
+        s,
+        &lb(&[
+            "backend",
+            "add",
+            "ovn1",
+            "192.0.2.10",
+            "b2",
+            "10.0.0.12",
+            "8080",
+        ]),
+    );
+    ok(
+        s,
+        &lb(&["port", "add", "ovn1", "192.0.2.10", "tcp", "80", "b1,b2"]),
+    );
+    ok(
+        s,
+        &lb(&[
+            "port",
+            "add",
+            "ovn1",
+            "192.0.2.10",
+            "udp",
+            "53",
+            "target_backend=b1",
+        ]),
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ovnlb_cli_every_subcommand() {
+async fn network_verbs_print_what_lxc_prints() {
     init_tracing();
     let ovn = Ovn::start();
     let d = Daemon::start(&ovn.nb).await;
-    let s = d.socket.clone();
-    tokio::task::spawn_blocking(move || {
-        let s = s.as_path();
+    with_socket(&d, |s| {
         assert_eq!(
-            ok(s, &["network", "create", "uplink", "--type", "physical", "ipv4.routes=192.0.2.0/24"]),
+            ok(
+                s,
+                &[
+                    "network",
+                    "create",
+                    "uplink",
+                    "--type",
+                    "physical",
+                    "ipv4.routes=192.0.2.0/24"
+                ]
+            ),
             "Network uplink created\n"
         );
-        ok(s, &["network", "create", "ovn1", "network=uplink", "ovn.router=lxd-net1-lr", "ovn.switch=lxd-net1-ls-int"]);
+        ok(
+            s,
+            &[
+                "network",
+                "create",
+                "ovn1",
+                "network=uplink",
+                "ovn.router=lxd-net1-lr",
+                "ovn.switch=lxd-net1-ls-int",
+            ],
+        );
         assert_eq!(
             ok(s, &["network", "list"]),
             "\
@@ -74,7 +161,25 @@ async fn ovnlb_cli_every_subcommand() {
 +--------+----------+---------+-------------+------------+-------------+---------+---------+
 "
         );
-        // Edit from stdin (not a terminal), then the socket is group-accessible only.
+        ok(s, &["network", "set", "uplink", "user.x=1"]);
+        assert_eq!(ok(s, &["network", "get", "uplink", "user.x"]), "1\n");
+        ok(s, &["network", "unset", "uplink", "user.x"]);
+        assert_eq!(ok(s, &["network", "get", "uplink", "user.x"]), "");
+        assert!(
+            fails(s, &["network", "set", "uplink", "bogus=1"]).contains("Invalid option \"bogus\"")
+        );
+        ok(s, &["network", "delete", "ovn1"]);
+        assert!(fails(s, &["network", "show", "ovn1"]).contains("Network not found"));
+    })
+    .await;
+}
+
+/// Edit from stdin (not a terminal); a bad key is refused. The socket is
+/// group-accessible only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_is_edited_from_stdin() {
+    let (_ovn, d, _c) = ovn1().await;
+    with_socket(&d, |s| {
         let (good, _, err) = ovnlb(
             s,
             &["network", "edit", "uplink"],
@@ -87,24 +192,17 @@ async fn ovnlb_cli_every_subcommand() {
         assert!(!good && err.contains("Invalid option \"bogus\""), "{err}");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(s).unwrap().permissions().mode() & 0o777, 0o660);
-        ok(s, &["network", "set", "uplink", "user.x=1"]);
-        assert_eq!(ok(s, &["network", "get", "uplink", "user.x"]), "1\n");
-        ok(s, &["network", "unset", "uplink", "user.x"]);
-        assert_eq!(ok(s, &["network", "get", "uplink", "user.x"]), "");
-        assert!(fails(s, &["network", "set", "uplink", "bogus=1"]).contains("Invalid option \"bogus\""));
+    })
+    .await;
+}
 
-        let lb = ["network", "load-balancer"];
-        let a = |rest: &[&'static str]| -> Vec<&'static str> { lb.iter().chain(rest).copied().collect() };
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_built_verb_by_verb_shows_and_lists_as_lxc() {
+    let (_ovn, d, _c) = ovn1().await;
+    with_socket(&d, |s| {
+        build_lb(s);
         assert_eq!(
-            ok(s, &a(&["create", "ovn1", "192.0.2.10", "user.k=v"])),
-            "Network load balancer 192.0.2.10 created\n"
-        );
-        ok(s, &a(&["backend", "add", "ovn1", "192.0.2.10", "b1", "10.0.0.11", "8080"]));
-        ok(s, &a(&["backend", "add", "ovn1", "192.0.2.10", "b2", "10.0.0.12", "8080"]));
-        ok(s, &a(&["port", "add", "ovn1", "192.0.2.10", "tcp", "80", "b1,b2"]));
-        ok(s, &a(&["port", "add", "ovn1", "192.0.2.10", "udp", "53", "target_backend=b1"]));
-        assert_eq!(
-            ok(s, &a(&["show", "ovn1", "192.0.2.10"])),
+            ok(s, &lb(&["show", "ovn1", "192.0.2.10"])),
             r#"description: ""
 config:
   user.k: v
@@ -134,7 +232,7 @@ location: ""
 "#
         );
         assert_eq!(
-            ok(s, &a(&["list", "ovn1"])),
+            ok(s, &lb(&["list", "ovn1"])),
             "\
 +----------------+-------------+-------+
 | LISTEN ADDRESS | DESCRIPTION | PORTS |
@@ -143,94 +241,127 @@ location: ""
 +----------------+-------------+-------+
 "
         );
-        assert_eq!(ok(s, &a(&["list", "ovn1", "-f", "csv"])), "192.0.2.10,,2\n");
         assert_eq!(
-            ok(s, &a(&["list", "ovn1", "-f", "compact"])),
+            ok(s, &lb(&["list", "ovn1", "-f", "csv"])),
+            "192.0.2.10,,2\n"
+        );
+        assert_eq!(
+            ok(s, &lb(&["list", "ovn1", "-f", "compact"])),
             "  LISTEN ADDRESS  DESCRIPTION  PORTS  \n  192.0.2.10                   2      \n"
         );
         let y: serde_json::Value =
-            serde_yaml_ng::from_str(&ok(s, &a(&["list", "ovn1", "-f", "yaml"]))).unwrap();
+            serde_yaml_ng::from_str(&ok(s, &lb(&["list", "ovn1", "-f", "yaml"]))).unwrap();
         assert_eq!(y[0]["listen_address"], "192.0.2.10");
         assert_eq!(y[0]["ports"][1]["protocol"], "udp");
-        let j: serde_json::Value = serde_json::from_str(&ok(s, &a(&["list", "ovn1", "-f", "json"]))).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&ok(s, &lb(&["list", "ovn1", "-f", "json"]))).unwrap();
         assert_eq!(j[0]["backends"][0]["name"], "b1");
-        assert_eq!(ok(s, &a(&["get", "ovn1", "192.0.2.10", "user.k"])), "v\n");
-        ok(s, &a(&["set", "ovn1", "192.0.2.10", "description=web", "-p"]));
-        assert_eq!(ok(s, &a(&["get", "ovn1", "192.0.2.10", "description", "-p"])), "web\n");
-        ok(s, &a(&["unset", "ovn1", "192.0.2.10", "user.k"]));
-        assert_eq!(ok(s, &a(&["get", "ovn1", "192.0.2.10", "user.k"])), "");
+    })
+    .await;
+}
 
-        // Errors: the server's message (or lxc's client-side one), non-zero exit.
-        assert!(fails(s, &a(&["port", "remove", "ovn1", "192.0.2.10", "sctp"])).contains("Error: No matching port(s) found"));
-        assert!(fails(s, &a(&["port", "remove", "ovn1", "192.0.2.10"])).contains("Multiple ports match. Use --force to remove them all"));
-        assert!(fails(s, &a(&["port", "add", "ovn1", "192.0.2.10", "tcp", "99999", "b1"])).contains("Port 99999 is out of range"));
-        assert!(fails(s, &a(&["backend", "remove", "ovn1", "192.0.2.10", "b9"])).contains("No matching backend found"));
-        assert!(fails(s, &a(&["create", "ovn1", "198.51.100.1"])).contains("routes"));
-        assert!(fails(s, &a(&["show", "ovn1", "192.0.2.99"])).contains("Error: Network load balancer not found"));
-        assert!(fails(s, &a(&["show", "nope", "192.0.2.10"])).contains("Error: Network not found"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_key_or_property_is_set_got_and_unset() {
+    let (_ovn, d, _c) = ovn1().await;
+    with_socket(&d, |s| {
+        build_lb(s);
+        assert_eq!(ok(s, &lb(&["get", "ovn1", "192.0.2.10", "user.k"])), "v\n");
+        ok(
+            s,
+            &lb(&["set", "ovn1", "192.0.2.10", "description=web", "-p"]),
+        );
+        assert_eq!(
+            ok(s, &lb(&["get", "ovn1", "192.0.2.10", "description", "-p"])),
+            "web\n"
+        );
+        ok(s, &lb(&["unset", "ovn1", "192.0.2.10", "user.k"]));
+        assert_eq!(ok(s, &lb(&["get", "ovn1", "192.0.2.10", "user.k"])), "");
+    })
+    .await;
+}
 
-        // Edit from stdin.
+/// The server's message (or lxc's client-side one), non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_verb_exits_non_zero_with_the_message() {
+    let (_ovn, d, _c) = ovn1().await;
+    with_socket(&d, |s| {
+        build_lb(s);
+        assert!(fails(s, &lb(&["port", "remove", "ovn1", "192.0.2.10", "sctp"])).contains("Error: No matching port(s) found"));
+        assert!(fails(s, &lb(&["port", "remove", "ovn1", "192.0.2.10"])).contains("Multiple ports match. Use --force to remove them all"));
+        assert!(fails(s, &lb(&["port", "add", "ovn1", "192.0.2.10", "tcp", "99999", "b1"])).contains("Port 99999 is out of range"));
+        assert!(fails(s, &lb(&["backend", "remove", "ovn1", "192.0.2.10", "b9"])).contains("No matching backend found"));
+        assert!(fails(s, &lb(&["create", "ovn1", "198.51.100.1"])).contains("routes"));
+        assert!(fails(s, &lb(&["show", "ovn1", "192.0.2.99"])).contains("Error: Network load balancer not found"));
+        assert!(fails(s, &lb(&["show", "nope", "192.0.2.10"])).contains("Error: Network not found"));
+    })
+    .await;
+}
+
+/// Edit from stdin, strictly read back; ports and backends changed after it; a backend
+/// still in use stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_is_edited_from_stdin() {
+    let (_ovn, d, _c) = ovn1().await;
+    with_socket(&d, |s| {
+        build_lb(s);
         let (good, _, err) = ovnlb(
             s,
-            &a(&["edit", "ovn1", "192.0.2.10"]),
+            &lb(&["edit", "ovn1", "192.0.2.10"]),
             Some("description: edited\nbackends:\n- name: b1\n  target_address: 10.0.0.13\n  target_port: \"9000\"\nports:\n- protocol: tcp\n  listen_port: \"80\"\n  target_backend: [b1]\n"),
         );
         assert!(good, "{err}");
-        let (good, _, err) = ovnlb(s, &a(&["edit", "ovn1", "192.0.2.10"]), Some("bogus_field: 1\n"));
+        let (good, _, err) = ovnlb(s, &lb(&["edit", "ovn1", "192.0.2.10"]), Some("bogus_field: 1\n"));
         assert!(!good && err.contains("bogus_field"), "{err}");
-        ok(s, &a(&["port", "remove", "ovn1", "192.0.2.10", "tcp", "80"]));
-        ok(s, &a(&["port", "add", "ovn1", "192.0.2.10", "tcp", "80-81", "b1"]));
-        // A backend still in use stays.
-        assert!(fails(s, &a(&["backend", "remove", "ovn1", "192.0.2.10", "b1"])).contains("Invalid target backend name \"b1\""));
-        ok(s, &a(&["backend", "add", "ovn1", "192.0.2.10", "b2", "10.0.0.12"]));
-        ok(s, &a(&["backend", "remove", "ovn1", "192.0.2.10", "b2"]));
+        ok(s, &lb(&["port", "remove", "ovn1", "192.0.2.10", "tcp", "80"]));
+        ok(s, &lb(&["port", "add", "ovn1", "192.0.2.10", "tcp", "80-81", "b1"]));
+        assert!(fails(s, &lb(&["backend", "remove", "ovn1", "192.0.2.10", "b1"])).contains("Invalid target backend name \"b1\""));
+        ok(s, &lb(&["backend", "add", "ovn1", "192.0.2.10", "b2", "10.0.0.12"]));
+        ok(s, &lb(&["backend", "remove", "ovn1", "192.0.2.10", "b2"]));
+        let shown = ok(s, &lb(&["show", "ovn1", "192.0.2.10"]));
+        assert!(shown.contains("description: edited") && shown.contains("listen_port: 80-81"), "{shown}");
     })
-    .await
-    .unwrap();
+    .await;
+}
 
-    // `info` shows the state once NB holds it.
+/// `info` shows the state once NB holds it; then the load balancer is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_shows_the_state_once_nb_holds_it() {
+    let (_ovn, d, _c) = ovn1().await;
+    with_socket(&d, build_lb).await;
     let s = d.socket.clone();
     eventually(20, "info shows the applied revision", || {
-        let out = ok(
-            &s,
-            &["network", "load-balancer", "info", "ovn1", "192.0.2.10"],
-        );
+        let out = ok(&s, &lb(&["info", "ovn1", "192.0.2.10"]));
         out.contains("Attached to router: yes").then_some(out)
     })
     .await;
-    let s = d.socket.clone();
-    tokio::task::spawn_blocking(move || {
-        let s = s.as_path();
-        let out = ok(
-            s,
-            &["network", "load-balancer", "info", "ovn1", "192.0.2.10"],
-        );
+    with_socket(&d, |s| {
+        let out = ok(s, &lb(&["info", "ovn1", "192.0.2.10"]));
         assert!(
             out.contains("ovnlb-ovn1-lb-192.0.2.10-tcp") && out.contains("Attached to switch: yes"),
             "{out}"
         );
         assert_eq!(
-            ok(
-                s,
-                &["network", "load-balancer", "delete", "ovn1", "192.0.2.10"]
-            ),
+            ok(s, &lb(&["delete", "ovn1", "192.0.2.10"])),
             "Network load balancer 192.0.2.10 deleted\n"
         );
+    })
+    .await;
+}
 
-        // Forwards.
-        let f = |rest: &[&'static str]| -> Vec<&'static str> {
-            ["network", "forward"].iter().chain(rest).copied().collect()
-        };
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_verbs_create_list_and_delete() {
+    let (_ovn, d, _c) = ovn1().await;
+    with_socket(&d, |s| {
         assert_eq!(
             ok(
                 s,
-                &f(&["create", "ovn1", "192.0.2.20", "target_address=10.0.0.13"])
+                &fwd(&["create", "ovn1", "192.0.2.20", "target_address=10.0.0.13"])
             ),
             "Network forward 192.0.2.20 created\n"
         );
         ok(
             s,
-            &f(&[
+            &fwd(&[
                 "port",
                 "add",
                 "ovn1",
@@ -242,7 +373,7 @@ location: ""
             ]),
         );
         assert_eq!(
-            ok(s, &f(&["list", "ovn1"])),
+            ok(s, &fwd(&["list", "ovn1"])),
             "\
 +----------------+-------------+------------------------+-------+
 | LISTEN ADDRESS | DESCRIPTION | DEFAULT TARGET ADDRESS | PORTS |
@@ -253,16 +384,14 @@ location: ""
         );
         assert!(fails(
             s,
-            &f(&["backend", "add", "ovn1", "192.0.2.20", "b", "10.0.0.1"])
+            &fwd(&["backend", "add", "ovn1", "192.0.2.20", "b", "10.0.0.1"])
         )
         .contains("no backends"));
-        ok(s, &f(&["port", "remove", "ovn1", "192.0.2.20", "tcp"]));
-        ok(s, &f(&["delete", "ovn1", "192.0.2.20"]));
-        ok(s, &["network", "delete", "ovn1"]);
-        assert!(fails(s, &["network", "show", "ovn1"]).contains("Network not found"));
+        ok(s, &fwd(&["port", "remove", "ovn1", "192.0.2.20", "tcp"]));
+        ok(s, &fwd(&["delete", "ovn1", "192.0.2.20"]));
+        assert!(fails(s, &fwd(&["show", "ovn1", "192.0.2.20"])).contains("not found"));
     })
-    .await
-    .unwrap();
+    .await;
 }
 
 /// The real lxc (5.0.2) through the daemon's socket: `network list/show`, every `network
