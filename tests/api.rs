@@ -20,24 +20,6 @@ fn lb_body(listen: &str, backends: &[(&str, &str)]) -> Value {
            "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": names}]})
 }
 
-fn vips_of(ovn: &Ovn, name: &str) -> Option<Value> {
-    ovn.nb
-        .dump(&["Load_Balancer"])
-        .remove("Load_Balancer")
-        .unwrap_or_default()
-        .into_values()
-        .find(|r| r["name"].as_str() == Some(name))
-        .map(|r| {
-            let m: serde_json::Map<String, Value> = r["vips"]
-                .as_map()
-                .unwrap_or_default()
-                .iter()
-                .map(|(k, v)| (k.as_str().unwrap().to_owned(), json!(v.as_str().unwrap())))
-                .collect();
-            Value::Object(m)
-        })
-}
-
 const LBS: &str = "/1.0/networks/ovn1/load-balancers";
 const NAME: &str = "ovnlb-ovn1-lb-192.0.2.10-tcp";
 

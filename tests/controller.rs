@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use common::*;
 use ovnlb::lb::model::LoadBalancersPost;
-use ovnlb::ovsdb::Row;
 use ovnlb::reconcile::controller::{Controller, ControllerOptions};
 use ovnlb::reconcile::plan::listen_index;
 use ovnlb::store::{Objects, SqliteStore, Store};
@@ -21,23 +20,6 @@ fn lb(listen: &str, backends: &[&str]) -> LoadBalancersPost {
         "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": names}]
     }))
     .unwrap()
-}
-
-fn our_rows(ovn: &Ovn) -> Vec<(uuid::Uuid, Row)> {
-    ovn.nb
-        .dump(&["Load_Balancer"])
-        .remove("Load_Balancer")
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, r)| r["external_ids"].map_get("ovnlb:owner") == Some("ovnlb"))
-        .collect()
-}
-
-fn vip(ovn: &Ovn, name: &str, vip: &str) -> Option<String> {
-    our_rows(ovn)
-        .into_iter()
-        .find(|(_, r)| r["name"].as_str() == Some(name))
-        .and_then(|(_, r)| r["vips"].map_get(vip).map(str::to_owned))
 }
 
 fn attached(ovn: &Ovn, table: &str, name: &str) -> usize {
@@ -72,53 +54,97 @@ fn store_with_networks() -> Arc<SqliteStore> {
     store
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_to_nb_continuously() {
-    init_tracing();
-    let ovn = Ovn::start();
-    let store = store_with_networks();
-    let s = nb_session(ovn.nb.unix(), vec![listen_index()]);
-    let ctl = Controller::new(
-        s.clone(),
-        store.clone(),
-        ControllerOptions {
-            resync_every: std::time::Duration::from_secs(3600),
-            ..Default::default()
-        },
-    );
-    let status = ctl.status();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(ctl.run(cancel.clone()));
-    let name = "ovnlb-ovn1-lb-192.0.2.10-tcp";
+/// A controller running on a store with the uplink and `ovn1`, against real NB + northd.
+struct Running {
+    ovn: Ovn,
+    store: Arc<SqliteStore>,
+    status: ovnlb::progress::Status,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
 
-    // Create.
-    store
-        .create("ovn1", &lb("192.0.2.10", &["10.0.0.11", "10.0.0.12"]))
-        .unwrap();
-    eventually(20, "row created", || {
-        (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.11:8080,10.0.0.12:8080"))
-            .then_some(())
-    })
-    .await;
+impl Running {
+    async fn start() -> Running {
+        init_tracing();
+        let ovn = Ovn::start();
+        let store = store_with_networks();
+        let s = nb_session(ovn.nb.unix(), vec![listen_index()]);
+        let ctl = Controller::new(
+            s,
+            store.clone(),
+            ControllerOptions {
+                resync_every: std::time::Duration::from_secs(3600),
+                ..Default::default()
+            },
+        );
+        let status = ctl.status();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(ctl.run(cancel.clone()));
+        Running {
+            ovn,
+            store,
+            status,
+            cancel,
+            task,
+        }
+    }
+
+    /// Cancelled, the controller stops (within 10 s).
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.task)
+            .await
+            .expect("the controller stopped when cancelled")
+            .unwrap();
+    }
+
+    /// 192.0.2.10 over `backends`, created in the store; returns once NB holds it.
+    async fn with_lb(&self, backends: &[&str]) -> uuid::Uuid {
+        self.store
+            .create("ovn1", &lb("192.0.2.10", backends))
+            .unwrap();
+        let want = backends
+            .iter()
+            .map(|b| format!("{b}:8080"))
+            .collect::<Vec<_>>()
+            .join(",");
+        eventually(20, "row created", || {
+            (vip(&self.ovn, NAME, "192.0.2.10:80") == Some(want.clone())).then_some(())
+        })
+        .await;
+        our_rows(&self.ovn)[0].0
+    }
+}
+
+const NAME: &str = "ovnlb-ovn1-lb-192.0.2.10-tcp";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_load_balancer_reaches_nb_attached_and_recorded() {
+    let r = Running::start().await;
+    let uuid = r.with_lb(&["10.0.0.11", "10.0.0.12"]).await;
     eventually(20, "attached", || {
-        (attached(&ovn, "Logical_Router", "lxd-net1-lr") == 1
-            && attached(&ovn, "Logical_Switch", "lxd-net1-ls-int") == 1)
+        (attached(&r.ovn, "Logical_Router", "lxd-net1-lr") == 1
+            && attached(&r.ovn, "Logical_Switch", "lxd-net1-ls-int") == 1)
             .then_some(())
     })
     .await;
-    let uuid = our_rows(&ovn)[0].0;
     let st = eventually(20, "status", || {
-        status
+        r.status
             .key("ovn1", "192.0.2.10")
             .filter(|s| s.applied_revision == Some(1))
     })
     .await;
-    assert_eq!(st.rows, [(name.to_owned(), uuid, "tcp".to_owned())]);
-    ovn.sync();
-    assert_eq!(ovn.trace("tcp", "192.0.2.10", 80).len(), 2);
+    assert_eq!(st.rows, [(NAME.to_owned(), uuid, "tcp".to_owned())]);
+    r.ovn.sync();
+    assert_eq!(r.ovn.trace("tcp", "192.0.2.10", 80).len(), 2);
+    r.stop().await;
+}
 
-    // Update: in place, revision 2 applied.
-    store
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_changes_the_row_in_place() {
+    let r = Running::start().await;
+    let uuid = r.with_lb(&["10.0.0.11", "10.0.0.12"]).await;
+    r.store
         .update::<LoadBalancersPost>(
             "ovn1",
             "192.0.2.10",
@@ -127,44 +153,74 @@ async fn store_to_nb_continuously() {
         )
         .unwrap();
     eventually(20, "row updated", || {
-        (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")).then_some(())
+        (vip(&r.ovn, NAME, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")).then_some(())
     })
     .await;
-    assert_eq!(our_rows(&ovn)[0].0, uuid, "same row");
+    assert_eq!(our_rows(&r.ovn)[0].0, uuid, "same row");
     eventually(20, "revision 2 applied", || {
-        status
+        r.status
             .key("ovn1", "192.0.2.10")
             .filter(|s| s.applied_revision == Some(2))
     })
     .await;
+    r.stop().await;
+}
 
-    // Drift, each kind, repaired without any store change.
-    ovn.nb.nbctl(&[
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_vips_are_repaired_without_a_store_change() {
+    let r = Running::start().await;
+    let uuid = r.with_lb(&["10.0.0.13"]).await;
+    r.ovn.nb.nbctl(&[
         "set",
         "Load_Balancer",
         &uuid.to_string(),
         "vips:\"192.0.2.10:80\"=\"10.0.0.99:80\"",
     ]);
     eventually(20, "vips repaired", || {
-        (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")).then_some(())
+        (vip(&r.ovn, NAME, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")).then_some(())
     })
     .await;
-    ovn.nb
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_detached_from_the_router_is_attached_again() {
+    let r = Running::start().await;
+    let uuid = r.with_lb(&["10.0.0.13"]).await;
+    eventually(20, "attached", || {
+        (attached(&r.ovn, "Logical_Router", "lxd-net1-lr") == 1).then_some(())
+    })
+    .await;
+    r.ovn
+        .nb
         .nbctl(&["lr-lb-del", "lxd-net1-lr", &uuid.to_string()]);
     eventually(20, "re-attached", || {
-        (attached(&ovn, "Logical_Router", "lxd-net1-lr") == 1).then_some(())
+        (attached(&r.ovn, "Logical_Router", "lxd-net1-lr") == 1).then_some(())
     })
     .await;
-    ovn.nb.nbctl(&["lb-del", &uuid.to_string()]);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_row_is_recreated() {
+    let r = Running::start().await;
+    let uuid = r.with_lb(&["10.0.0.13"]).await;
+    r.ovn.nb.nbctl(&["lb-del", &uuid.to_string()]);
     eventually(20, "recreated", || {
-        (vip(&ovn, name, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")
-            && attached(&ovn, "Logical_Switch", "lxd-net1-ls-int") == 1)
+        (vip(&r.ovn, NAME, "192.0.2.10:80").as_deref() == Some("10.0.0.13:8080")
+            && attached(&r.ovn, "Logical_Switch", "lxd-net1-ls-int") == 1)
             .then_some(())
     })
     .await;
+    r.stop().await;
+}
 
-    // A network whose router does not exist: reported, nothing touched.
-    store
+/// A network whose router does not exist: reported, nothing touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_whose_router_is_missing_is_reported_and_left_alone() {
+    let r = Running::start().await;
+    r.with_lb(&["10.0.0.13"]).await;
+    r.store
         .create_network(&net(
             "ovn2",
             "ovn",
@@ -176,40 +232,41 @@ async fn store_to_nb_continuously() {
             ],
         ))
         .unwrap();
-    store
+    r.store
         .create("ovn2", &lb("192.0.2.20", &["10.0.0.11"]))
         .unwrap();
-    let e = eventually(20, "network error", || status.network_error("ovn2")).await;
+    let e = eventually(20, "network error", || r.status.network_error("ovn2")).await;
     assert!(e.contains("Logical_Router \"missing-lr\" not found"), "{e}");
-    assert_eq!(our_rows(&ovn).len(), 1);
+    assert_eq!(our_rows(&r.ovn).len(), 1);
+    r.stop().await;
+}
 
-    // Delete the load balancer, then the network: nothing of ours stays.
-    store
+/// Delete a load balancer, then its network: nothing of ours stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_leave_nothing_of_ours_in_nb() {
+    let r = Running::start().await;
+    r.with_lb(&["10.0.0.13"]).await;
+    r.store
         .create("ovn1", &lb("192.0.2.11", &["10.0.0.11"]))
         .unwrap();
     eventually(20, "second row", || {
-        (our_rows(&ovn).len() == 2).then_some(())
+        (our_rows(&r.ovn).len() == 2).then_some(())
     })
     .await;
-    store
+    r.store
         .delete::<LoadBalancersPost>("ovn1", "192.0.2.10", None)
         .unwrap();
     eventually(20, "row deleted", || {
-        (our_rows(&ovn).len() == 1).then_some(())
+        (our_rows(&r.ovn).len() == 1).then_some(())
     })
     .await;
-    store.delete_network("ovn1", None).unwrap();
+    r.store.delete_network("ovn1", None).unwrap();
     eventually(20, "network's rows deleted", || {
-        our_rows(&ovn).is_empty().then_some(())
+        our_rows(&r.ovn).is_empty().then_some(())
     })
     .await;
-    assert_eq!(attached(&ovn, "Logical_Router", "lxd-net1-lr"), 0);
-
-    cancel.cancel();
-    tokio::time::timeout(std::time::Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(attached(&r.ovn, "Logical_Router", "lxd-net1-lr"), 0);
+    r.stop().await;
 }
 
 /// The periodic resync, with no event to go by (the controller is not running): drift of

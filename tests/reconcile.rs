@@ -55,15 +55,6 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-fn lbs(ovn: &Ovn) -> Vec<(uuid::Uuid, ovnlb::ovsdb::Row)> {
-    ovn.nb
-        .dump(&["Load_Balancer"])
-        .remove("Load_Balancer")
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
-}
-
 #[tokio::test]
 async fn every_kind_of_vip_is_load_balanced_as_declared() {
     init_tracing();
@@ -101,7 +92,7 @@ async fn every_kind_of_vip_is_load_balanced_as_declared() {
     // Not declared: not load-balanced.
     assert!(ovn.trace("tcp", "192.0.2.10", 8080).is_empty());
     // LXD's names, attached to the router and the internal switch.
-    let names: Vec<String> = lbs(&ovn)
+    let names: Vec<String> = lb_rows(&ovn)
         .into_iter()
         .map(|(_, r)| r["name"].as_str().unwrap().to_owned())
         .collect();
@@ -138,11 +129,11 @@ async fn edits_in_place_deletes_leave_nothing_and_foreign_rows_survive() {
     ]);
     ovn.nb
         .nbctl(&["lr-lb-add", "lxd-net1-lr", "lxd-net1-lb-192.0.2.10-tcp"]);
-    let foreign: Vec<_> = lbs(&ovn);
+    let foreign: Vec<_> = lb_rows(&ovn);
     let s = nb_session(ovn.nb.unix(), vec![]);
     pass(&s, STATE).await;
     let ours = row_uuid("ovnlb", "ovn1", "192.0.2.10", "tcp");
-    assert!(lbs(&ovn).iter().any(|(u, _)| *u == ours));
+    assert!(lb_rows(&ovn).iter().any(|(u, _)| *u == ours));
 
     // An edit keeps the row's UUID.
     let edited = STATE.replace(
@@ -152,7 +143,7 @@ async fn edits_in_place_deletes_leave_nothing_and_foreign_rows_survive() {
     let r = pass(&s, &edited).await;
     let ops: Vec<String> = r.plans[0].ops.iter().map(ToString::to_string).collect();
     assert!(ops.iter().all(|o| o.starts_with("update")), "{ops:?}");
-    assert!(lbs(&ovn).iter().any(|(u, r)| *u == ours
+    assert!(lb_rows(&ovn).iter().any(|(u, r)| *u == ours
         && r["vips"].map_get("192.0.2.10:80") == Some("10.0.0.11:8080,10.0.0.12:8081")));
     ovn.sync();
     assert_eq!(
@@ -179,7 +170,7 @@ async fn edits_in_place_deletes_leave_nothing_and_foreign_rows_survive() {
         .unwrap()
         .to_owned();
     pass(&s, &empty).await;
-    assert_eq!(lbs(&ovn), foreign);
+    assert_eq!(lb_rows(&ovn), foreign);
     assert!(ovn
         .nb
         .nbctl(&["lr-lb-list", "lxd-net1-lr"])
@@ -305,7 +296,7 @@ async fn an_interrupted_pass_converges_and_invalid_state_changes_nothing() {
     assert_eq!(ovn.trace("tcp", "192.0.2.10", 443), ["10.0.0.13:9000"]);
 
     // Invalid desired state: every error reported, nothing applied.
-    let before = lbs(&ovn);
+    let before = lb_rows(&ovn);
     let bad = STATE
         .replace("listen_port: \"443-444\"", "listen_port: \"0\"")
         .replace("192.0.2.12", "198.51.100.1");
@@ -320,7 +311,7 @@ async fn an_interrupted_pass_converges_and_invalid_state_changes_nothing() {
         panic!("{e}")
     };
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert_eq!(lbs(&ovn), before);
+    assert_eq!(lb_rows(&ovn), before);
 }
 
 #[tokio::test]
@@ -358,7 +349,7 @@ async fn the_cli() {
         text.contains("attach lxd-net1-lb-192.0.2.10-tcp to Logical_Router lxd-net1-lr"),
         "{text}"
     );
-    assert!(lbs(&ovn).is_empty(), "a dry run changes nothing");
+    assert!(lb_rows(&ovn).is_empty(), "a dry run changes nothing");
 
     let out = ovnlb(&["--format", "json"]);
     assert!(
@@ -373,7 +364,7 @@ async fn the_cli() {
         .unwrap()
         .iter()
         .any(|o| o["op"] == "create"));
-    assert_eq!(lbs(&ovn).len(), 7);
+    assert_eq!(lb_rows(&ovn).len(), 7);
 
     let out = ovnlb(&[]);
     assert!(out.status.success());
@@ -391,7 +382,7 @@ async fn the_cli() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("load balancer 192.0.2.10 of network ovn1: ports[2].protocol: Invalid port protocol in port specification 2"), "{err}");
-    assert_eq!(lbs(&ovn).len(), 7, "nothing applied");
+    assert_eq!(lb_rows(&ovn).len(), 7, "nothing applied");
 
     let out = Command::new(env!("CARGO_BIN_EXE_ovnlb"))
         .args([
@@ -449,7 +440,7 @@ async fn reconcile_from_the_store_carries_revisions() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = lbs(&ovn);
+    let rows = lb_rows(&ovn);
     assert_eq!(
         rows.len(),
         5,

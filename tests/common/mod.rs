@@ -1040,3 +1040,50 @@ pub async fn ovn1() -> (Ovn, Daemon, ovnlb::cli::Client) {
     networks(&c).await;
     (ovn, d, c)
 }
+
+/// Every `Load_Balancer` row in NB, by UUID.
+pub fn lb_rows(ovn: &Ovn) -> Vec<(Uuid, Row)> {
+    ovn.nb
+        .dump(&["Load_Balancer"])
+        .remove("Load_Balancer")
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// The `Load_Balancer` rows ovnlb owns (`ovnlb:owner=ovnlb`).
+pub fn our_rows(ovn: &Ovn) -> Vec<(Uuid, Row)> {
+    lb_rows(ovn)
+        .into_iter()
+        .filter(|(_, r)| r["external_ids"].map_get("ovnlb:owner") == Some("ovnlb"))
+        .collect()
+}
+
+/// The `vips` of the `Load_Balancer` row named `name`, as a JSON object.
+pub fn vips_of(ovn: &Ovn, name: &str) -> Option<serde_json::Value> {
+    lb_rows(ovn)
+        .into_iter()
+        .find(|(_, r)| r["name"].as_str() == Some(name))
+        .map(|(_, r)| {
+            let m: serde_json::Map<String, serde_json::Value> = r["vips"]
+                .as_map()
+                .unwrap_or_default()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap().to_owned(),
+                        serde_json::json!(v.as_str().unwrap()),
+                    )
+                })
+                .collect();
+            serde_json::Value::Object(m)
+        })
+}
+
+/// The backends of one VIP of our row named `name`.
+pub fn vip(ovn: &Ovn, name: &str, vip: &str) -> Option<String> {
+    our_rows(ovn)
+        .into_iter()
+        .find(|(_, r)| r["name"].as_str() == Some(name))
+        .and_then(|(_, r)| r["vips"].map_get(vip).map(str::to_owned))
+}
