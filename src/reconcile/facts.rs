@@ -1,4 +1,6 @@
-//! [`NbFacts`] over an NB session's live cache: what the API may know of NB.
+//! [`NbFacts`] over NB's cache: over a [`CacheView`] (one snapshot, e.g. built by hand
+//! with [`CacheView::from_rows`]), and over a [`Session`], whose live cache each call
+//! reads as of now. What the API may know of NB.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +12,58 @@ use crate::lb::network::{NbFacts, NbGauges, Topology};
 use crate::lb::render::keys;
 use crate::lb::validate::OvnNetwork;
 use crate::nb::{LoadBalancer, Table};
-use crate::ovsdb::{Atom, Session};
+use crate::ovsdb::{Atom, CacheView, Session};
 
+/// The rows `owner` owns.
+fn owned_rows(v: &CacheView, owner: &str) -> usize {
+    v.rows(LoadBalancer::NAME)
+        .filter(|r| r.get("external_ids").map_get(keys::OWNER) == Some(owner))
+        .count()
+}
+
+/// A snapshot: always ready, never connected.
+impl NbFacts for CacheView {
+    fn ready(&self) -> bool {
+        true
+    }
+
+    fn wait_ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
+
+    fn named(&self, what: Topology, name: &str) -> usize {
+        self.find_by(what.table(), "name", name).len()
+    }
+
+    fn derive_subnets(&self, net: &OvnNetwork) -> Result<(Option<IpNet>, Option<IpNet>), String> {
+        super::plan::derive_subnets(self, net)
+    }
+
+    fn attached(&self, net: &OvnNetwork, rows: &[Uuid]) -> (bool, bool) {
+        let has = |what: Topology, name: &str| {
+            let targets = self.find_by(what.table(), "name", name);
+            !rows.is_empty()
+                && targets.len() == 1
+                && rows
+                    .iter()
+                    .all(|u| targets[0].get("load_balancer").contains(&Atom::Uuid(*u)))
+        };
+        (
+            has(Topology::Router, &net.router),
+            has(Topology::Switch, &net.switch),
+        )
+    }
+
+    fn gauges(&self, owner: &str) -> NbGauges {
+        NbGauges {
+            connected: false,
+            connections: 0,
+            owned_rows: owned_rows(self, owner),
+        }
+    }
+}
+
+/// The live cache, read as of each call.
 impl NbFacts for Session {
     fn ready(&self) -> bool {
         self.cache().is_ready()
@@ -22,41 +74,168 @@ impl NbFacts for Session {
     }
 
     fn named(&self, what: Topology, name: &str) -> usize {
-        self.cache()
-            .read(|v| v.find_by(what.table(), "name", name).len())
+        self.cache().read(|v| v.named(what, name))
     }
 
     fn derive_subnets(&self, net: &OvnNetwork) -> Result<(Option<IpNet>, Option<IpNet>), String> {
-        self.cache().read(|v| super::plan::derive_subnets(v, net))
+        self.cache().read(|v| NbFacts::derive_subnets(v, net))
     }
 
     fn attached(&self, net: &OvnNetwork, rows: &[Uuid]) -> (bool, bool) {
-        self.cache().read(|v| {
-            let has = |what: Topology, name: &str| {
-                let targets = v.find_by(what.table(), "name", name);
-                !rows.is_empty()
-                    && targets.len() == 1
-                    && rows
-                        .iter()
-                        .all(|u| targets[0].get("load_balancer").contains(&Atom::Uuid(*u)))
-            };
-            (
-                has(Topology::Router, &net.router),
-                has(Topology::Switch, &net.switch),
-            )
-        })
+        self.cache().read(|v| v.attached(net, rows))
     }
 
     fn gauges(&self, owner: &str) -> NbGauges {
-        let owned_rows = self.cache().read(|v| {
-            v.rows(LoadBalancer::NAME)
-                .filter(|r| r.get("external_ids").map_get(keys::OWNER) == Some(owner))
-                .count()
-        });
         NbGauges {
             connected: self.is_connected(),
             connections: self.connection_count(),
-            owned_rows,
+            owned_rows: self.cache().read(|v| owned_rows(v, owner)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The desired-state resolver over hand-built NB views.
+    use super::*;
+    use crate::lb::model::Network;
+    use crate::lb::state::{resolve, DesiredNetwork, DesiredState};
+    use crate::lb::validate::Limits;
+    use crate::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
+    use crate::ovsdb::{CacheRow, Datum, Row};
+
+    fn u(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn row(table: &str, uuid: u128, cols: Vec<(&str, Datum)>) -> CacheRow {
+        let r: Row = cols.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        CacheRow::from_row(table, u(uuid), r)
+    }
+
+    /// Router `lr` with port `lrp` (`networks`), switch `ls` whose router port peers it.
+    fn sandbox(networks: &[&str]) -> CacheView {
+        CacheView::from_rows(
+            Vec::new(),
+            [
+                row(LogicalRouter::NAME, 1, vec![("name", Datum::scalar("lr"))]),
+                row(
+                    LogicalRouterPort::NAME,
+                    2,
+                    vec![
+                        ("name", Datum::scalar("lrp")),
+                        ("networks", Datum::set(networks.iter().copied())),
+                    ],
+                ),
+                row(
+                    LogicalSwitchPort::NAME,
+                    3,
+                    vec![
+                        ("name", Datum::scalar("ls-lr")),
+                        ("type", Datum::scalar("router")),
+                        ("options", Datum::string_map([("router-port", "lrp")])),
+                    ],
+                ),
+                row(
+                    LogicalSwitch::NAME,
+                    4,
+                    vec![
+                        ("name", Datum::scalar("ls")),
+                        ("ports", Datum::set([Atom::Uuid(u(3))])),
+                    ],
+                ),
+            ],
+        )
+    }
+
+    fn state(ovn_config: &[(&str, &str)]) -> DesiredState {
+        let net = |name: &str, kind: &str, config: &[(&str, &str)]| DesiredNetwork {
+            network: Network {
+                name: name.into(),
+                kind: kind.into(),
+                config: config
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            },
+            load_balancers: Vec::new(),
+            forwards: Vec::new(),
+            revisions: Default::default(),
+        };
+        let mut ovn = vec![
+            ("network", "uplink"),
+            ("ovn.router", "lr"),
+            ("ovn.switch", "ls"),
+        ];
+        ovn.extend_from_slice(ovn_config);
+        DesiredState {
+            networks: vec![
+                net("uplink", "physical", &[("ipv4.routes", "192.0.2.0/24")]),
+                net("ovn1", "ovn", &ovn),
+            ],
+        }
+    }
+
+    #[test]
+    fn subnets_not_given_are_those_of_the_router_port_peered_with_the_switch() {
+        let v = sandbox(&["fe80::1/64", "10.0.0.1/24", "fd00::1/64"]);
+        let nets = resolve(&state(&[]), &Limits::default(), Some(&v)).unwrap();
+        assert_eq!(nets.len(), 1);
+        assert_eq!(nets[0].net.subnet4, Some("10.0.0.1/24".parse().unwrap()));
+        assert_eq!(
+            nets[0].net.subnet6,
+            Some("fd00::1/64".parse().unwrap()),
+            "the link-local address is not the subnet"
+        );
+    }
+
+    #[test]
+    fn subnets_given_win_over_nb() {
+        let v = sandbox(&["10.0.0.1/24"]);
+        let nets = resolve(
+            &state(&[("ipv4.address", "10.9.0.1/24")]),
+            &Limits::default(),
+            Some(&v),
+        )
+        .unwrap();
+        assert_eq!(nets[0].net.subnet4, Some("10.9.0.1/24".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_switch_nb_lacks_asks_for_the_subnets() {
+        let v = CacheView::from_rows(
+            Vec::new(),
+            [row(
+                LogicalRouter::NAME,
+                1,
+                vec![("name", Datum::scalar("lr"))],
+            )],
+        );
+        let e = resolve(&state(&[]), &Limits::default(), Some(&v)).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.message.contains("Logical_Switch \"ls\" not found")
+                    && e.message.contains("give ipv4.address/ipv6.address")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_switch_with_no_router_port_asks_for_the_subnets() {
+        let v = CacheView::from_rows(
+            Vec::new(),
+            [row(
+                LogicalSwitch::NAME,
+                4,
+                vec![("name", Datum::scalar("ls"))],
+            )],
+        );
+        let e = resolve(&state(&[]), &Limits::default(), Some(&v)).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.message.contains("no router port is peered")),
+            "{e:?}"
+        );
     }
 }
