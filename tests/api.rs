@@ -24,8 +24,8 @@ const LBS: &str = "/1.0/networks/ovn1/load-balancers";
 const NAME: &str = "ovnlb-ovn1-lb-192.0.2.10-tcp";
 
 /// The load balancer most tests start from: 192.0.2.10:80 over b1 and b2, created with
-/// `?wait` (NB holds it when this returns).
-async fn with_lb(c: &Client) {
+/// `?wait` (NB holds it when this returns). The answer, a 201.
+async fn with_lb(c: &Client) -> ovnlb::cli::http::Reply {
     let r = c
         .request(
             Method::POST,
@@ -39,6 +39,7 @@ async fn with_lb(c: &Client) {
         .await
         .unwrap();
     assert_eq!(r.status, 201);
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,19 +116,7 @@ async fn a_network_breaking_a_rule_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_with_wait_returns_once_nb_holds_the_row() {
     let (ovn, _d, c) = ovn1().await;
-    let r = c
-        .request(
-            Method::POST,
-            &format!("{LBS}?wait=20"),
-            Some(&lb_body(
-                "192.0.2.10",
-                &[("b1", "10.0.0.11"), ("b2", "10.0.0.12")],
-            )),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201);
+    let r = with_lb(&c).await;
     assert_eq!(
         r.location.as_deref(),
         Some("/1.0/networks/ovn1/load-balancers/192.0.2.10")

@@ -354,31 +354,10 @@ async fn resync_repairs_drift_after_a_clean_pass() {
     assert_eq!(our_rows(&ovn).len(), 2);
 }
 
-/// Log lines, gathered for one test.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// One thread, so that the test's log subscriber sees every line of the controller.
 #[tokio::test(flavor = "current_thread")]
 async fn a_failing_key_is_logged_in_a_span_naming_the_key_and_why_it_ran() {
-    let logs = Logs::default();
-    let w = logs.clone();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (logs, _guard) = capture_logs();
     let ovn = Ovn::start();
     // A row we do not own holds the VIP on the network's router: the key is blocked.
     ovn.nb
@@ -393,7 +372,7 @@ async fn a_failing_key_is_logged_in_a_span_naming_the_key_and_why_it_ran() {
     let mut ctl = Controller::new(s.clone(), store.clone(), ControllerOptions::default());
     ctl.load().await;
     ctl.resync().await;
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let line = text
         .lines()
         .find(|l| l.contains("reconcile failed"))

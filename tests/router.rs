@@ -14,6 +14,9 @@ use ovnlb::lb::state::DesiredState;
 use ovnlb::store::{Change, Result, SqliteStore, Store, StoreError, Stored};
 use tower::ServiceExt;
 
+mod common;
+use common::{capture_logs, net};
+
 /// A store whose `create_network` waits at a gate until the test opens it (or 10 s
 /// pass, so a broken build fails instead of hanging).
 struct Gated {
@@ -163,30 +166,9 @@ async fn a_write_waiting_on_the_store_does_not_stall_other_requests() {
     assert!(store.network("up").is_ok());
 }
 
-/// Log lines, gathered for one test.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_store_failure_is_a_500_envelope_logged_once_in_its_request_span() {
-    let logs = Logs::default();
-    let w = logs.clone();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (logs, _guard) = capture_logs();
     let store = Arc::new(Gated::new());
     store.broken.store(true, Ordering::SeqCst);
     let app = router(AppState::new(store));
@@ -203,7 +185,7 @@ async fn a_store_failure_is_a_500_envelope_logged_once_in_its_request_span() {
         v["error"],
         "corrupt stored value: network row 7 is not JSON"
     );
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("request failed"))
@@ -220,21 +202,14 @@ async fn a_store_failure_is_a_500_envelope_logged_once_in_its_request_span() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_client_error_is_not_logged_as_a_failure() {
-    let logs = Logs::default();
-    let w = logs.clone();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(move || w.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let (logs, _guard) = capture_logs();
     let app = router(AppState::new(Arc::new(Gated::new())));
     let r = app
         .oneshot(request("GET", "/1.0/networks/nope", ""))
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(!text.contains("request failed"), "{text}");
 }
 
@@ -242,15 +217,6 @@ async fn a_client_error_is_not_logged_as_a_failure() {
 /// so no NB is needed), and 192.0.2.10 on it.
 async fn app_with_lb() -> axum::Router {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let net = |name: &str, kind: &str, config: &[(&str, &str)]| Network {
-        name: name.into(),
-        kind: kind.into(),
-        config: config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    };
     store
         .create_network(&net(
             "uplink",

@@ -62,7 +62,7 @@ where
     }
 }
 
-fn run(cmd: &mut Command) -> String {
+pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -1086,4 +1086,39 @@ pub fn vip(ovn: &Ovn, name: &str, vip: &str) -> Option<String> {
         .into_iter()
         .find(|(_, r)| r["name"].as_str() == Some(name))
         .and_then(|(_, r)| r["vips"].map_get(vip).map(str::to_owned))
+}
+
+/// Log lines, gathered for one test ([`capture_logs`]).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Gather this thread's log lines (plain text, spans and fields as `fmt` writes them)
+/// until the guard drops: on a `current_thread` runtime, everything the test runs.
+pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+    let logs = Logs::default();
+    let w = logs.clone();
+    let guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    (logs, guard)
 }
