@@ -159,6 +159,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "network_forward",
     "network_forward_ports",
     "network_load_balancer",
+    "network_load_balancer_health_check",
     "network_load_balancer_state",
     "ovnlb_state_revision",
     "ovnlb_write_wait",

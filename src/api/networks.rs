@@ -94,6 +94,10 @@ fn checked(st: &AppState, n: &mut Network, others: &[Network]) -> Result<(), Api
                         .insert(k.into(), s.map_or("none".into(), |s| s.to_string()));
                 }
             }
+            let errors = validate::settle_checkers(&mut net);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(&errors));
+            }
         }
     }
     Ok(())

@@ -115,7 +115,23 @@ async fn checked<O: Object>(
         Some(c) => c,
         None => ovn_context(st, network, O::KIND.what()).await?,
     };
-    let errors = o.validate(&net, &up, &st.limits);
+    let mut errors = o.validate(&net, &up, &st.limits);
+    if errors.is_empty() && o.checks_health() {
+        // Against NB's switch ports when NB is at hand (else the controller finds the
+        // same when it applies, and `/state` says so), and against the network's other
+        // checked load balancers.
+        if let Some(nb) = st.nb.as_deref().filter(|nb| nb.ready()) {
+            errors.extend(o.check_with_nb(&net, nb));
+        }
+        let name = network.to_owned();
+        let others = st
+            .store
+            .call(move |s| s.list::<O>(&name))
+            .await
+            .map_err(ApiError::internal_from)?;
+        let others: Vec<O> = others.into_iter().map(|s| s.value).collect();
+        errors.extend(o.check_shared_backends(&others, &net));
+    }
     if errors.is_empty() {
         Ok(())
     } else {

@@ -1,6 +1,7 @@
 //! Load balancers and forwards: the API model, validation, and rendering into OVN
 //! Northbound rows. Pure: no I/O.
 
+pub mod health;
 pub mod model;
 pub mod network;
 pub mod ports;

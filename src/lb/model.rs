@@ -377,6 +377,30 @@ pub trait Object:
         uplink: &super::validate::Uplink,
         limits: &super::validate::Limits,
     ) -> Vec<super::validate::ValidationError>;
+    /// Whether its health checks are on (a forward has none).
+    fn checks_health(&self) -> bool {
+        false
+    }
+    /// The rules its health checks must meet against NB's switch ports.
+    fn check_with_nb(
+        &self,
+        _net: &super::validate::OvnNetwork,
+        _nb: &dyn super::network::NbFacts,
+    ) -> Vec<super::validate::ValidationError> {
+        Vec::new()
+    }
+    /// The rules its health checks must meet against the network's other objects of
+    /// its kind.
+    fn check_shared_backends(
+        &self,
+        _others: &[Self],
+        _net: &super::validate::OvnNetwork,
+    ) -> Vec<super::validate::ValidationError>
+    where
+        Self: Sized,
+    {
+        Vec::new()
+    }
     /// Borrowed, for a store.
     fn as_ref(&self) -> ObjectRef<'_>;
     /// An editable part borrowed, for a store.
@@ -416,6 +440,23 @@ impl Object for LoadBalancersPost {
         limits: &super::validate::Limits,
     ) -> Vec<super::validate::ValidationError> {
         super::validate::validate_load_balancer(self, net, uplink, limits)
+    }
+    fn checks_health(&self) -> bool {
+        matches!(super::health::parse(&self.put.config), Ok(Some(_)))
+    }
+    fn check_with_nb(
+        &self,
+        net: &super::validate::OvnNetwork,
+        nb: &dyn super::network::NbFacts,
+    ) -> Vec<super::validate::ValidationError> {
+        super::health::check_with_nb(self, net, nb)
+    }
+    fn check_shared_backends(
+        &self,
+        others: &[Self],
+        net: &super::validate::OvnNetwork,
+    ) -> Vec<super::validate::ValidationError> {
+        super::health::check_shared_backends(self, others, net)
     }
     fn as_ref(&self) -> ObjectRef<'_> {
         ObjectRef::LoadBalancer(self)

@@ -65,6 +65,9 @@ pub trait NbFacts: Send + Sync {
     fn attached(&self, net: &OvnNetwork, rows: &[Uuid]) -> (bool, bool);
     /// The session's gauges, counting the rows `owner` owns.
     fn gauges(&self, owner: &str) -> NbGauges;
+    /// The enabled ports of the switch named `switch` that carry `ip` (in `addresses`
+    /// or `dynamic_addresses`; router, localnet and localport ports left out).
+    fn ports_carrying(&self, switch: &str, ip: &std::net::IpAddr) -> Vec<String>;
 }
 
 /// An `ovn` network ready to validate objects against.
@@ -109,7 +112,8 @@ pub fn fill_subnets(net: &mut OvnNetwork, nb: Option<&dyn NbFacts>) -> Result<()
     }
 }
 
-/// Parse the `ovn` network `n` among `all` (for its uplink) and fill in its subnets.
+/// Parse the `ovn` network `n` among `all` (for its uplink), fill in its subnets, and
+/// settle its health checkers' addresses ([`validate::settle_checkers`]).
 ///
 /// # Errors
 /// Every broken rule, or why its subnets cannot be known.
@@ -120,6 +124,10 @@ pub fn ovn(
 ) -> Result<OvnNetwork, Vec<ValidationError>> {
     let mut net = validate::parse_ovn(n, all)?;
     fill_subnets(&mut net, nb).map_err(|e| vec![e])?;
+    let errors = validate::settle_checkers(&mut net);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(net)
 }
 
@@ -171,6 +179,9 @@ mod tests {
         }
         fn gauges(&self, _: &str) -> NbGauges {
             NbGauges::default()
+        }
+        fn ports_carrying(&self, _: &str, _: &std::net::IpAddr) -> Vec<String> {
+            Vec::new()
         }
     }
 

@@ -44,6 +44,107 @@ pub struct DesiredRow {
     pub vips: BTreeMap<String, String>,
     /// Ownership and bookkeeping.
     pub external_ids: BTreeMap<String, String>,
+    /// One `Load_Balancer_Health_Check` per VIP while the load balancer's checks are on
+    /// (none otherwise), referenced from `health_check`.
+    pub health_checks: Vec<DesiredHealthCheck>,
+    /// Backend address → `<switch port>:<checker>`: empty until [`map_backends`] fills
+    /// it from NB's switch ports (and while the checks are off).
+    pub ip_port_mappings: BTreeMap<String, String>,
+}
+
+/// One `Load_Balancer_Health_Check` row as it should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredHealthCheck {
+    /// Deterministic UUID (of the row's UUID and the VIP): updated in place.
+    pub uuid: Uuid,
+    /// The `vips` key it checks, byte for byte.
+    pub vip: String,
+    /// interval, timeout, success_count, failure_count.
+    pub options: BTreeMap<String, String>,
+    /// Ownership: the owner, network and listen address of its row.
+    pub external_ids: BTreeMap<String, String>,
+}
+
+/// The switch ports that carry an address (in `addresses` or `dynamic_addresses`) on
+/// a network's internal switch, as NB has them now: what a backend's health check is
+/// mapped through.
+pub trait SwitchPorts {
+    /// The names of the ports of `switch` carrying `ip`.
+    fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String>;
+}
+
+/// The backend addresses of a row's VIPs (`IP:port`, `[IPv6]:port` or a bare IP), each
+/// once, in order.
+pub fn backend_addresses(row: &DesiredRow) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for backends in row.vips.values() {
+        for b in backends.split(',') {
+            let host = match b.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or(""),
+                None => b.rsplit_once(':').map_or(b, |(h, _)| h),
+            };
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Fill in a checked row's `ip_port_mappings`: each backend address to the one switch
+/// port of the network's internal switch carrying it, and the checker of its family.
+/// A row without health checks needs none.
+///
+/// # Errors
+/// Why a backend cannot be checked (northd would silently drop it from the VIP, or
+/// never probe it): no switch port carries it, several do, a port's name holds `:`, or
+/// its family has no checker address.
+pub fn map_backends(
+    row: &mut DesiredRow,
+    net: &OvnNetwork,
+    ports: &dyn SwitchPorts,
+) -> Result<(), String> {
+    row.ip_port_mappings.clear();
+    if row.health_checks.is_empty() {
+        return Ok(());
+    }
+    for ip in backend_addresses(row) {
+        let (family, checker) = if ip.is_ipv4() {
+            ("IPv4", net.checker4)
+        } else {
+            ("IPv6", net.checker6)
+        };
+        let checker =
+            checker.ok_or_else(|| format!("No {family} address for load balancer health check"))?;
+        let found = ports.carrying(&net.switch, &ip);
+        let port = match found.as_slice() {
+            [one] => one,
+            [] => {
+                return Err(format!(
+                    "Couldn't find a logical switch port for \"{ip}\" on {}: its health check cannot be mapped",
+                    net.switch
+                ))
+            }
+            many => {
+                return Err(format!(
+                    "Backend \"{ip}\" matches several logical switch ports ({})",
+                    many.join(", ")
+                ))
+            }
+        };
+        if port.contains(':') {
+            return Err(format!(
+                "Backend \"{ip}\" is on logical switch port \"{port}\", whose name holds ':', which OVN cannot map"
+            ));
+        }
+        row.ip_port_mappings.insert(
+            super::health::mapping_key(&ip),
+            super::health::mapping_value(port, &checker),
+        );
+    }
+    Ok(())
 }
 
 /// Bytes the `vips` column of `row` takes on the OVSDB wire (`["vip","backends"],` per
@@ -60,6 +161,8 @@ impl From<&DesiredRow> for crate::nb::LoadBalancer {
             vips: r.vips.clone(),
             protocol: Some(r.protocol.clone()),
             external_ids: r.external_ids.clone(),
+            health_check: r.health_checks.iter().map(|h| h.uuid).collect(),
+            ip_port_mappings: r.ip_port_mappings.clone(),
             ..Default::default()
         }
     }
@@ -182,31 +285,56 @@ fn rows_for(
     kind: &str,
     revision: u64,
     vips: ByProtocol,
+    checks: Option<&super::health::HealthCheck>,
 ) -> Vec<DesiredRow> {
     vips.into_iter()
-        .map(|(protocol, vips)| DesiredRow {
-            uuid: row_uuid(owner, &net.name, listen, &protocol),
-            name: format!("{}-lb-{listen}-{protocol}", net.prefix),
-            external_ids: BTreeMap::from([
-                (keys::OWNER.to_owned(), owner.to_owned()),
-                (keys::NETWORK.to_owned(), net.name.clone()),
-                (keys::KIND.to_owned(), kind.to_owned()),
-                (keys::LISTEN.to_owned(), listen.to_owned()),
-                (keys::REVISION.to_owned(), revision.to_string()),
-            ]),
-            protocol,
-            vips,
+        .map(|(protocol, vips)| {
+            let uuid = row_uuid(owner, &net.name, listen, &protocol);
+            let health_checks = checks
+                .map(|hc| {
+                    vips.keys()
+                        .map(|vip| DesiredHealthCheck {
+                            uuid: Uuid::new_v5(&UUID_NAMESPACE, format!("{uuid}/{vip}").as_bytes()),
+                            vip: vip.clone(),
+                            options: hc.options(),
+                            external_ids: BTreeMap::from([
+                                (keys::OWNER.to_owned(), owner.to_owned()),
+                                (keys::NETWORK.to_owned(), net.name.clone()),
+                                (keys::LISTEN.to_owned(), listen.to_owned()),
+                            ]),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            DesiredRow {
+                uuid,
+                name: format!("{}-lb-{listen}-{protocol}", net.prefix),
+                external_ids: BTreeMap::from([
+                    (keys::OWNER.to_owned(), owner.to_owned()),
+                    (keys::NETWORK.to_owned(), net.name.clone()),
+                    (keys::KIND.to_owned(), kind.to_owned()),
+                    (keys::LISTEN.to_owned(), listen.to_owned()),
+                    (keys::REVISION.to_owned(), revision.to_string()),
+                ]),
+                protocol,
+                vips,
+                health_checks,
+                ip_port_mappings: BTreeMap::new(),
+            }
         })
         .collect()
 }
 
-/// The rows of one load balancer (none without ports).
+/// The rows of one load balancer (none without ports), with a health check per VIP
+/// while its checks are on; their `ip_port_mappings` are left to [`map_backends`].
 pub fn render_load_balancer(
     owner: &str,
     net: &OvnNetwork,
     lb: &LoadBalancersPost,
     revision: u64,
 ) -> Vec<DesiredRow> {
+    // (A config that does not parse was refused when stored: no checks then.)
+    let checks = super::health::parse(&lb.put.config).ok().flatten();
     rows_for(
         owner,
         net,
@@ -214,6 +342,7 @@ pub fn render_load_balancer(
         "load-balancer",
         revision,
         lb_vips(lb),
+        checks.as_ref(),
     )
 }
 
@@ -231,6 +360,7 @@ pub fn render_forward(
         "forward",
         revision,
         forward_vips(f),
+        None,
     )
 }
 
@@ -336,5 +466,155 @@ networks:
             "{text:?}"
         );
         assert!(text.iter().any(|e| e.contains("forward 192.0.2.10 of network ovn1: listen_address: Listen address \"192.0.2.10\" overlaps")), "{text:?}");
+    }
+
+    /// NB's switch ports as a test states them: address → port names.
+    struct Ports(Vec<(&'static str, &'static str)>);
+
+    impl SwitchPorts for Ports {
+        fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+            assert_eq!(switch, "lxd-net1-ls-int");
+            self.0
+                .iter()
+                .filter(|(a, _)| a.parse::<IpAddr>().ok() == Some(*ip))
+                .map(|(_, p)| (*p).to_owned())
+                .collect()
+        }
+    }
+
+    const CHECKED: &str = r#"
+networks:
+  - name: uplink
+    type: physical
+    config: {ipv4.routes: 192.0.2.0/24, ipv6.routes: "2001:db8::/64"}
+  - name: ovn1
+    type: ovn
+    config: {network: uplink, ovn.router: lxd-net1-lr, ovn.switch: lxd-net1-ls-int, ovn.prefix: lxd-net1, ipv4.address: 10.0.0.1/24, ipv6.address: "fd00::1/64"}
+    load_balancers:
+      - listen_address: 192.0.2.20
+        config: {healthcheck: "true", healthcheck.interval: "2", healthcheck.failure_count: "0"}
+        backends:
+          - {name: b1, target_address: 10.0.0.11, target_port: "18610"}
+          - {name: b2, target_address: 10.0.0.12, target_port: "18610"}
+        ports:
+          - {protocol: tcp, listen_port: "18620", target_backend: [b1, b2]}
+          - {protocol: udp, listen_port: "18620", target_backend: [b1]}
+      - listen_address: "2001:db8::20"
+        config: {healthcheck: "yes"}
+        backends: [{name: v6, target_address: "fd00:0::11", target_port: "18610"}]
+        ports: [{protocol: tcp, listen_port: "18620", target_backend: [v6]}]
+      - listen_address: 192.0.2.21
+        config: {healthcheck: "false", healthcheck.interval: "2"}
+        backends: [{name: b1, target_address: 10.0.0.11}]
+        ports: [{protocol: tcp, listen_port: "80", target_backend: [b1]}]
+"#;
+
+    fn checked_rows() -> BTreeMap<String, DesiredRow> {
+        let st = DesiredState::from_yaml(CHECKED).unwrap();
+        let nets = resolve(&st, &Limits::default(), None).unwrap();
+        let ports = Ports(vec![
+            ("10.0.0.11", "lsp-be1"),
+            ("fd00::11", "lsp-be1"),
+            ("10.0.0.12", "lsp-be2"),
+        ]);
+        render_network("ovnlb", &nets[0])
+            .into_iter()
+            .map(|mut r| {
+                map_backends(&mut r, &nets[0].net, &ports).unwrap();
+                (r.name.clone(), r)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_checked_ipv4_row_has_a_check_per_vip_and_a_mapping_per_backend() {
+        let rows = checked_rows();
+        let tcp = &rows["lxd-net1-lb-192.0.2.20-tcp"];
+        assert_eq!(tcp.health_checks.len(), 1);
+        let hc = &tcp.health_checks[0];
+        assert_eq!(hc.vip, "192.0.2.20:18620", "the vips key, byte for byte");
+        assert!(tcp.vips.contains_key(&hc.vip));
+        assert_eq!(
+            hc.options,
+            BTreeMap::from([
+                ("interval".to_owned(), "2".to_owned()),
+                ("timeout".to_owned(), "30".to_owned()),
+                ("success_count".to_owned(), "3".to_owned()),
+                ("failure_count".to_owned(), "3".to_owned()),
+            ]),
+            "0 and unset take the defaults"
+        );
+        assert_eq!(
+            tcp.ip_port_mappings,
+            BTreeMap::from([
+                ("10.0.0.11".to_owned(), "lsp-be1:10.0.0.254".to_owned()),
+                ("10.0.0.12".to_owned(), "lsp-be2:10.0.0.254".to_owned()),
+            ])
+        );
+        let udp = &rows["lxd-net1-lb-192.0.2.20-udp"];
+        assert_eq!(udp.health_checks[0].vip, "192.0.2.20:18620");
+        assert_ne!(
+            udp.health_checks[0].uuid, hc.uuid,
+            "one row per VIP and protocol"
+        );
+        assert_eq!(
+            udp.ip_port_mappings,
+            BTreeMap::from([("10.0.0.11".to_owned(), "lsp-be1:10.0.0.254".to_owned())])
+        );
+        let lb = crate::nb::LoadBalancer::from(tcp);
+        assert_eq!(
+            lb.health_check,
+            std::collections::BTreeSet::from([hc.uuid]),
+            "the row references its checks"
+        );
+    }
+
+    #[test]
+    fn a_checked_ipv6_row_brackets_both_sides_canonically() {
+        let rows = checked_rows();
+        let v6 = &rows["lxd-net1-lb-2001:db8::20-tcp"];
+        assert_eq!(v6.health_checks[0].vip, "[2001:db8::20]:18620");
+        assert_eq!(
+            v6.ip_port_mappings,
+            BTreeMap::from([(
+                "[fd00::11]".to_owned(),
+                "lsp-be1:[fd00::ffff:ffff:ffff:fffe]".to_owned()
+            )])
+        );
+    }
+
+    #[test]
+    fn a_row_whose_checks_are_off_has_neither_checks_nor_mappings() {
+        let rows = checked_rows();
+        let off = &rows["lxd-net1-lb-192.0.2.21-tcp"];
+        assert!(off.health_checks.is_empty());
+        assert!(off.ip_port_mappings.is_empty());
+        assert!(crate::nb::LoadBalancer::from(off).health_check.is_empty());
+    }
+
+    #[test]
+    fn a_backend_on_no_switch_port_or_on_several_cannot_be_mapped() {
+        let st = DesiredState::from_yaml(CHECKED).unwrap();
+        let nets = resolve(&st, &Limits::default(), None).unwrap();
+        let mut row = render_network("ovnlb", &nets[0])
+            .into_iter()
+            .find(|r| r.name == "lxd-net1-lb-192.0.2.20-tcp")
+            .unwrap();
+        let none = Ports(vec![("10.0.0.11", "lsp-be1")]);
+        let e = map_backends(&mut row, &nets[0].net, &none).unwrap_err();
+        assert!(
+            e.contains("Couldn't find a logical switch port for \"10.0.0.12\""),
+            "{e}"
+        );
+        let two = Ports(vec![
+            ("10.0.0.11", "lsp-be1"),
+            ("10.0.0.12", "lsp-be2"),
+            ("10.0.0.12", "lsp-dup"),
+        ]);
+        let e = map_backends(&mut row, &nets[0].net, &two).unwrap_err();
+        assert!(
+            e.contains("matches several logical switch ports (lsp-be2, lsp-dup)"),
+            "{e}"
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::health;
 use super::model::{canonical_ip, ForwardsPost, LoadBalancersPost, Network};
 use super::ports;
 
@@ -117,6 +118,13 @@ pub struct OvnNetwork {
     pub subnet6: Option<IpNet>,
     /// Whether `ipv4.address`/`ipv6.address` were given (else derived from NB).
     pub subnets_given: bool,
+    /// The health checker's source address per family (`ipv4.healthcheck.address`,
+    /// `ipv6.…`), once the subnets are known by default the subnet's second-to-last
+    /// address ([`super::health::default_checker`]); `None` when the family has no
+    /// subnet, or no room for one.
+    pub checker4: Option<IpAddr>,
+    /// IPv6.
+    pub checker6: Option<IpAddr>,
 }
 
 impl OvnNetwork {
@@ -278,6 +286,8 @@ pub fn parse_ovn(n: &Network, networks: &[Network]) -> Result<OvnNetwork, Vec<Va
         subnet6: None,
         subnets_given: n.config.contains_key("ipv4.address")
             || n.config.contains_key("ipv6.address"),
+        checker4: None,
+        checker6: None,
     };
     for k in n.config.keys() {
         let known = matches!(
@@ -288,6 +298,8 @@ pub fn parse_ovn(n: &Network, networks: &[Network]) -> Result<OvnNetwork, Vec<Va
                 | "ovn.prefix"
                 | "ipv4.address"
                 | "ipv6.address"
+                | "ipv4.healthcheck.address"
+                | "ipv6.healthcheck.address"
         );
         if !known && !is_user_key(k) {
             e.add(format!("config.{k}"), format!("Invalid option \"{k}\""));
@@ -333,6 +345,28 @@ pub fn parse_ovn(n: &Network, networks: &[Network]) -> Result<OvnNetwork, Vec<Va
                 Ok(s) => o.subnet6 = s,
                 Err(m) => e.add(format!("config.{k}"), m),
             }
+        }
+    }
+    for (k, v4) in [
+        ("ipv4.healthcheck.address", true),
+        ("ipv6.healthcheck.address", false),
+    ] {
+        let Some(v) = get(k) else { continue };
+        match v.parse::<IpAddr>() {
+            Ok(a) if a.is_ipv4() == v4 => {
+                if v4 {
+                    o.checker4 = Some(a)
+                } else {
+                    o.checker6 = Some(a)
+                }
+            }
+            _ => e.add(
+                format!("config.{k}"),
+                format!(
+                    "Invalid value for \"{k}\": \"{v}\" is not an {} address",
+                    if v4 { "IPv4" } else { "IPv6" }
+                ),
+            ),
         }
     }
     if e.list.is_empty() {
@@ -426,12 +460,71 @@ fn check_listen(e: &mut Errs, listen: &str, net: &OvnNetwork, uplink: &Uplink) -
     Some(ip)
 }
 
-fn check_config(e: &mut Errs, config: &super::model::Config, extra: &[&str]) {
+/// Refuse keys that are neither `user.*` nor in `extra`; the `healthcheck*` keys are
+/// left to [`health::parse`] when `checks` (a load balancer), and refused with why
+/// otherwise (a forward has no health checks).
+fn check_config(e: &mut Errs, config: &super::model::Config, extra: &[&str], checks: bool) {
     for k in config.keys() {
-        if !is_user_key(k) && !extra.contains(&k.as_str()) {
+        if is_user_key(k) || extra.contains(&k.as_str()) || (checks && health::is_key(k)) {
+            continue;
+        }
+        if health::is_key(k) {
+            e.add(
+                format!("config.{k}"),
+                format!("Invalid option \"{k}\": network forwards have no health checks"),
+            );
+        } else {
             e.add(format!("config.{k}"), format!("Invalid option \"{k}\""));
         }
     }
+}
+
+/// Fill in and check the checker addresses of a network whose subnets are known: an
+/// address given must be a free host address of its family's subnet (and the family
+/// must have one); one not given is the subnet's default, which `ipv4.address` (as
+/// `ipv6.address`) given in the config may not take.
+///
+/// # Errors
+/// Each broken rule.
+pub fn settle_checkers(net: &mut OvnNetwork) -> Vec<ValidationError> {
+    let mut e = Errs::new(format!("network {}", net.name));
+    let given = net.subnets_given;
+    for (family, subnet, checker) in [
+        ("ipv4", net.subnet4, &mut net.checker4),
+        ("ipv6", net.subnet6, &mut net.checker6),
+    ] {
+        let key = format!("{family}.healthcheck.address");
+        match (subnet, *checker) {
+            (None, Some(a)) => e.add(
+                format!("config.{key}"),
+                format!("Invalid value for \"{key}\": {a}: the network has no {family} subnet"),
+            ),
+            (Some(s), Some(a)) => {
+                if let Err(why) = health::check_checker(&a, &s) {
+                    e.add(
+                        format!("config.{key}"),
+                        format!("Invalid value for \"{key}\": {why}"),
+                    );
+                }
+            }
+            (Some(s), None) => {
+                let d = health::default_checker(&s);
+                if d == Some(s.addr()) {
+                    if given {
+                        e.add(
+                            format!("config.{family}.address"),
+                            format!("'{family}.address' cannot be set to {} because it is reserved for OVN load-balancer health checks", s.addr()),
+                        );
+                    }
+                    *checker = None;
+                } else {
+                    *checker = d;
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    e.list
 }
 
 /// Rules on a target address (backend or forward target).
@@ -551,7 +644,12 @@ pub fn validate_load_balancer(
         lb.listen_address, net.name
     ));
     let listen = check_listen(&mut e, &lb.listen_address, net, uplink);
-    check_config(&mut e, &lb.put.config, &[]);
+    check_config(&mut e, &lb.put.config, &[], true);
+    if let Err(list) = health::parse(&lb.put.config) {
+        for (field, message) in list {
+            e.add(field, message);
+        }
+    }
 
     let mut names: HashMap<&str, usize> = HashMap::default();
     let mut backend_ports: HashMap<&str, Vec<u16>> = HashMap::default();
@@ -670,7 +768,7 @@ pub fn validate_forward(
         f.listen_address, net.name
     ));
     let listen = check_listen(&mut e, &f.listen_address, net, uplink);
-    check_config(&mut e, &f.put.config, &["target_address"]);
+    check_config(&mut e, &f.put.config, &["target_address"], false);
     if let Some(t) = f.put.config.get("target_address").filter(|t| !t.is_empty()) {
         check_target(
             &mut e,

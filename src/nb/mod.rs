@@ -292,6 +292,8 @@ nb_table!(
     kind: String = "type",
     /// `MAC IP…` addresses.
     addresses: BTreeSet<String> = "addresses",
+    /// `MAC IP…` assigned by northd's IPAM (`dynamic` addresses).
+    dynamic_addresses: Option<String> = "dynamic_addresses",
     /// Options (`router-port`, `network_name`, …).
     options: BTreeMap<String, String> = "options",
     /// Enabled state.

@@ -16,7 +16,7 @@ use super::plan::{self, Op, Plan, PlanError};
 use crate::fasthash::{HashMap, HashSet};
 use crate::lb::render::DesiredRow;
 use crate::lb::validate::OvnNetwork;
-use crate::nb::{LoadBalancer, Table};
+use crate::nb::{LoadBalancer, LoadBalancerHealthCheck, Table};
 use crate::ovsdb::{
     Atom, CacheView, Condition, DatabaseSchema, Datum, Error, Mutation, Mutator, Row, Session,
     Transaction, WaitUntil,
@@ -31,7 +31,29 @@ fn managed_columns(lb: &LoadBalancer) -> Row {
 }
 
 /// The columns `managed_columns` keeps.
-const MANAGED: [&str; 4] = ["name", "protocol", "vips", "external_ids"];
+const MANAGED: [&str; 6] = [
+    "name",
+    "protocol",
+    "vips",
+    "external_ids",
+    "health_check",
+    "ip_port_mappings",
+];
+
+/// A `Load_Balancer_Health_Check` row's columns.
+fn health_check_row(
+    vip: &str,
+    options: &BTreeMap<String, String>,
+    external_ids: &BTreeMap<String, String>,
+) -> Row {
+    crate::nb::LoadBalancerHealthCheck {
+        vip: vip.to_owned(),
+        options: options.clone(),
+        external_ids: external_ids.clone(),
+        ..Default::default()
+    }
+    .to_row()
+}
 
 /// A `wait` that the row still has the managed columns the plan read.
 fn guard(t: &mut Transaction, uuid: Uuid, observed: &LoadBalancer) {
@@ -76,6 +98,8 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                 protocol,
                 vips,
                 external_ids,
+                health_check,
+                ip_port_mappings,
             } => {
                 let lb = LoadBalancer {
                     uuid: *uuid,
@@ -83,10 +107,34 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                     vips: vips.clone(),
                     protocol: Some(protocol.clone()),
                     external_ids: external_ids.clone(),
+                    health_check: health_check.clone(),
+                    ip_port_mappings: ip_port_mappings.clone(),
                     ..Default::default()
                 };
                 t.insert_with_uuid(LoadBalancer::NAME, *uuid, managed_columns(&lb));
             }
+            Op::CreateHealthCheck {
+                uuid,
+                vip,
+                options,
+                external_ids,
+            } => {
+                t.insert_with_uuid(
+                    LoadBalancerHealthCheck::NAME,
+                    *uuid,
+                    health_check_row(vip, options, external_ids),
+                );
+            }
+            Op::UpdateHealthCheck {
+                uuid,
+                vip,
+                options,
+                external_ids,
+            } => t.update(
+                LoadBalancerHealthCheck::NAME,
+                vec![Condition::uuid(*uuid)],
+                health_check_row(vip, options, external_ids),
+            ),
             Op::Update {
                 uuid,
                 row,

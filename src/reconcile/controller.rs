@@ -435,6 +435,47 @@ impl Controller {
                             }
                         }
                     }
+                    "Logical_Switch_Port" => {
+                        // Checked rows map their backends through switch ports: render
+                        // them again (an instance recreated under a new port name).
+                        let checked: Vec<Key> = self
+                            .rendered
+                            .iter()
+                            .filter(|(_, r)| r.checked)
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for k in checked {
+                            self.rendered.remove(&k);
+                            self.schedule.mark(k, Reason::Topology);
+                        }
+                    }
+                    "Load_Balancer_Health_Check" => {
+                        // One of ours changed: its key is planned again, in full.
+                        let Some(row) = v.get(table, uuid) else {
+                            continue;
+                        };
+                        let e = row.get("external_ids");
+                        if e.map_get(keys::OWNER) != Some(owner.as_str()) {
+                            continue;
+                        }
+                        if let (Some(n), Some(l)) =
+                            (e.map_get(keys::NETWORK), e.map_get(keys::LISTEN))
+                        {
+                            let k = (n.to_owned(), l.to_owned());
+                            if let Some(r) = self.rendered.get_mut(&k) {
+                                // The echo of our own write: nothing to do.
+                                let echo =
+                                    r.rows.iter().flat_map(|w| &w.health_checks).any(|h| {
+                                        h.uuid == *uuid && plan::health_check_matches(row, h)
+                                    });
+                                if echo {
+                                    continue;
+                                }
+                                r.seen = None;
+                            }
+                            self.schedule.mark(k, Reason::Drift);
+                        }
+                    }
                     "Logical_Router" | "Logical_Switch" => {
                         // Missing attachments of our rows on the networks using it, and
                         // our rows on it for another network (binary searches over the
@@ -491,12 +532,12 @@ impl Controller {
 
     fn ensure_rendered(&mut self, net: &OvnNetwork, key: &Key) {
         if !self.rendered.contains_key(key) {
-            let r = Rendered::new(
-                &self.opts.owner,
-                net,
-                self.objects.get(key),
-                self.opts.limits.max_row_bytes,
-            );
+            let (owner, max) = (&self.opts.owner, self.opts.limits.max_row_bytes);
+            let object = self.objects.get(key);
+            let r = self
+                .session
+                .cache()
+                .read(|v| Rendered::new(owner, net, object, max, v));
             self.rendered.insert(key.clone(), r);
         }
     }

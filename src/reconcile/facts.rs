@@ -3,15 +3,16 @@
 //! reads as of now. What the API may know of NB.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use ipnet::IpNet;
 use uuid::Uuid;
 
 use crate::lb::network::{NbFacts, NbGauges, Topology};
-use crate::lb::render::keys;
+use crate::lb::render::{keys, SwitchPorts};
 use crate::lb::validate::OvnNetwork;
-use crate::nb::{LoadBalancer, Table};
+use crate::nb::{LoadBalancer, LogicalSwitch, LogicalSwitchPort, Table};
 use crate::ovsdb::{Atom, CacheView, Session};
 
 /// The rows `owner` owns.
@@ -19,6 +20,42 @@ fn owned_rows(v: &CacheView, owner: &str) -> usize {
     v.rows(LoadBalancer::NAME)
         .filter(|r| r.get("external_ids").map_get(keys::OWNER) == Some(owner))
         .count()
+}
+
+/// Whether a switch port's `addresses` or `dynamic_addresses` entry (`MAC IP…`) holds
+/// `ip`.
+fn carries(entry: &str, ip: &IpAddr) -> bool {
+    entry
+        .split_whitespace()
+        .skip(1)
+        .any(|a| a.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()) == Some(*ip))
+}
+
+impl SwitchPorts for CacheView {
+    fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+        let switches = self.find_by(LogicalSwitch::NAME, "name", switch);
+        let [sw] = switches.as_slice() else {
+            return Vec::new();
+        };
+        sw.get("ports")
+            .uuids()
+            .filter_map(|u| self.get(LogicalSwitchPort::NAME, &u))
+            .filter(|p| {
+                !matches!(
+                    p.get_str("type").unwrap_or(""),
+                    "router" | "localnet" | "localport"
+                ) && p.get("enabled").as_scalar().and_then(|a| a.as_bool()) != Some(false)
+            })
+            .filter(|p| {
+                p.get("addresses")
+                    .atoms()
+                    .any(|a| a.as_str().is_some_and(|e| carries(e, ip)))
+                    || p.get_str("dynamic_addresses")
+                        .is_some_and(|e| carries(e, ip))
+            })
+            .filter_map(|p| p.get_str("name").map(str::to_owned))
+            .collect()
+    }
 }
 
 /// A snapshot: always ready, never connected.
@@ -54,6 +91,10 @@ impl NbFacts for CacheView {
         )
     }
 
+    fn ports_carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+        self.carrying(switch, ip)
+    }
+
     fn gauges(&self, owner: &str) -> NbGauges {
         NbGauges {
             connected: false,
@@ -85,6 +126,10 @@ impl NbFacts for Session {
         self.cache().read(|v| v.attached(net, rows))
     }
 
+    fn ports_carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+        self.cache().read(|v| v.carrying(switch, ip))
+    }
+
     fn gauges(&self, owner: &str) -> NbGauges {
         NbGauges {
             connected: self.is_connected(),
@@ -101,7 +146,7 @@ mod tests {
     use crate::lb::model::Network;
     use crate::lb::state::{resolve, DesiredNetwork, DesiredState};
     use crate::lb::validate::Limits;
-    use crate::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort};
+    use crate::nb::{LogicalRouter, LogicalRouterPort};
     use crate::ovsdb::{CacheRow, Datum, Row};
 
     fn u(n: u128) -> Uuid {

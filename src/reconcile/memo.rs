@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::lb::render::{self, DesiredRow};
+use crate::lb::render::{self, DesiredRow, SwitchPorts};
 use crate::lb::validate::OvnNetwork;
 use crate::nb::{LogicalRouter, LogicalSwitch, Table};
 use crate::ovsdb::{CacheRow, CacheView, Datum, IndexSpec};
@@ -57,40 +57,52 @@ impl Object {
 pub(crate) struct Rendered {
     /// The rows, in the order the planner is given them.
     pub(crate) rows: Vec<DesiredRow>,
-    /// Why the rows must not reach NB (one is over `max_row_bytes`: an object stored
-    /// under a larger limit, or before there was one).
+    /// Why the rows must not reach NB: one is over `max_row_bytes` (an object stored
+    /// under a larger limit, or before there was one), or a checked backend cannot be
+    /// mapped to a switch port ([`render::map_backends`]).
     pub(crate) too_big: Option<String>,
+    /// Whether the rows have health checks: their mappings follow NB's switch ports,
+    /// so a change to a switch port drops them.
+    pub(crate) checked: bool,
     /// Set when a plan over the live cache found nothing to do for the key; dropped
     /// with the rows (their object or network changed) and on failure.
     pub(crate) seen: Option<Seen>,
 }
 
 impl Rendered {
-    /// Render `object` (`None`: gone, no rows) into `net`'s rows, and check them against
-    /// `max_row_bytes`.
+    /// Render `object` (`None`: gone, no rows) into `net`'s rows, map their checked
+    /// backends to the switch ports `ports` has, and check them against `max_row_bytes`.
     pub(crate) fn new(
         owner: &str,
         net: &OvnNetwork,
         object: Option<&Object>,
         max_row_bytes: usize,
+        ports: &dyn SwitchPorts,
     ) -> Rendered {
-        let rows = match object {
+        let mut rows = match object {
             Some(Object::Lb(lb, rev)) => render::render_load_balancer(owner, net, lb, *rev),
             Some(Object::Fwd(f, rev)) => render::render_forward(owner, net, f, *rev),
             None => Vec::new(),
         };
-        let too_big = rows.iter().find_map(|r| {
-            let bytes = render::vips_bytes(r);
-            (bytes > max_row_bytes).then(|| {
-                format!(
-                    "Too large for OVN: the {} Load_Balancer row would hold {bytes} bytes of VIPs, more than the limit of {max_row_bytes} bytes per row (max_row_bytes); it is left out of NB until the object is shrunk",
-                    r.protocol
-                )
+        let unmapped = rows
+            .iter_mut()
+            .find_map(|r| render::map_backends(r, net, ports).err());
+        let checked = rows.iter().any(|r| !r.health_checks.is_empty());
+        let too_big = unmapped.or_else(|| {
+            rows.iter().find_map(|r| {
+                let bytes = render::vips_bytes(r);
+                (bytes > max_row_bytes).then(|| {
+                    format!(
+                        "Too large for OVN: the {} Load_Balancer row would hold {bytes} bytes of VIPs, more than the limit of {max_row_bytes} bytes per row (max_row_bytes); it is left out of NB until the object is shrunk",
+                        r.protocol
+                    )
+                })
             })
         });
         Rendered {
             rows,
             too_big,
+            checked,
             seen: None,
         }
     }

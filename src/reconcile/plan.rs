@@ -6,17 +6,18 @@
 //! other router or switch.
 
 use crate::fasthash::{HashMap, HashSet};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::lb::render::{keys, render_network, DesiredRow};
+use crate::lb::render::{self, keys, render_network, DesiredHealthCheck, DesiredRow};
 use crate::lb::state::ResolvedNetwork;
 use crate::lb::validate::OvnNetwork;
 use crate::nb::{
-    LoadBalancer, LogicalRouter, LogicalRouterPort, LogicalSwitch, LogicalSwitchPort, Table,
+    ColumnValue, LoadBalancer, LoadBalancerHealthCheck, LogicalRouter, LogicalRouterPort,
+    LogicalSwitch, LogicalSwitchPort, Table,
 };
 use crate::ovsdb::{Atom, CacheRow, CacheView, Datum, IndexSpec};
 use std::sync::Arc;
@@ -36,6 +37,35 @@ pub enum Op {
         /// VIPs.
         vips: BTreeMap<String, String>,
         /// external_ids.
+        external_ids: BTreeMap<String, String>,
+        /// Its health checks (created in the same transaction).
+        #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+        health_check: BTreeSet<Uuid>,
+        /// Backend address → `<switch port>:<checker>`.
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        ip_port_mappings: BTreeMap<String, String>,
+    },
+    /// Insert a `Load_Balancer_Health_Check` with its deterministic UUID (a row that
+    /// references it is created or updated in the same transaction).
+    CreateHealthCheck {
+        /// Row UUID.
+        uuid: Uuid,
+        /// The VIP it checks.
+        vip: String,
+        /// Its options.
+        options: BTreeMap<String, String>,
+        /// Ownership.
+        external_ids: BTreeMap<String, String>,
+    },
+    /// Update a health check's VIP, options and ownership in place.
+    UpdateHealthCheck {
+        /// Row UUID.
+        uuid: Uuid,
+        /// The VIP it checks.
+        vip: String,
+        /// Its options.
+        options: BTreeMap<String, String>,
+        /// Ownership.
         external_ids: BTreeMap<String, String>,
     },
     /// Update changed columns of an owned row in place.
@@ -119,6 +149,18 @@ impl std::fmt::Display for Op {
                 Ok(())
             }
             Op::Delete { uuid, name, .. } => write!(f, "delete Load_Balancer {name} ({uuid})"),
+            Op::CreateHealthCheck {
+                uuid, vip, options, ..
+            } => write!(
+                f,
+                "create Load_Balancer_Health_Check {vip} ({uuid}) options={options:?}"
+            ),
+            Op::UpdateHealthCheck {
+                uuid, vip, options, ..
+            } => write!(
+                f,
+                "update Load_Balancer_Health_Check {vip} ({uuid}) options={options:?}"
+            ),
             Op::Attach {
                 table,
                 target_name,
@@ -181,6 +223,14 @@ pub enum PlanError {
         /// The name looked for.
         name: String,
     },
+    /// A load balancer's health checks cannot be mapped to switch ports
+    /// ([`render::map_backends`]).
+    Unmappable {
+        /// The network.
+        network: String,
+        /// Why.
+        message: String,
+    },
     /// Several rows have it (names are not unique in NB).
     Ambiguous {
         /// The network.
@@ -198,7 +248,9 @@ impl PlanError {
     /// The network that cannot be planned.
     pub fn network(&self) -> &str {
         match self {
-            PlanError::Missing { network, .. } | PlanError::Ambiguous { network, .. } => network,
+            PlanError::Missing { network, .. }
+            | PlanError::Ambiguous { network, .. }
+            | PlanError::Unmappable { network, .. } => network,
         }
     }
 
@@ -209,6 +261,7 @@ impl PlanError {
             PlanError::Ambiguous {
                 table, name, count, ..
             } => format!("{count} {table} rows are named \"{name}\": ambiguous, nothing done"),
+            PlanError::Unmappable { message, .. } => message.clone(),
         }
     }
 }
@@ -304,10 +357,25 @@ pub fn row_matches(row: &CacheRow, want: &DesiredRow) -> bool {
                 k.as_str() == Some(wk.as_str()) && v.as_str() == Some(wv.as_str())
             })
     }
+    let checks = row.get("health_check");
     row.get_str("name") == Some(want.name.as_str())
         && row.get_str("protocol") == Some(want.protocol.as_str())
         && str_map_eq(row.get("vips"), &want.vips)
         && str_map_eq(row.get("external_ids"), &want.external_ids)
+        && str_map_eq(row.get("ip_port_mappings"), &want.ip_port_mappings)
+        && checks.len() == want.health_checks.len()
+        && want
+            .health_checks
+            .iter()
+            .all(|h| checks.contains(&Atom::Uuid(h.uuid)))
+}
+
+/// Whether a cached `Load_Balancer_Health_Check` row is as `want`.
+pub fn health_check_matches(row: &CacheRow, want: &DesiredHealthCheck) -> bool {
+    let map = |c: &str| BTreeMap::<String, String>::from_datum(row.get(c));
+    row.get_str("vip") == Some(want.vip.as_str())
+        && map("options").as_ref() == Some(&want.options)
+        && map("external_ids").as_ref() == Some(&want.external_ids)
 }
 
 fn text<T: std::fmt::Debug>(v: &T) -> String {
@@ -333,6 +401,22 @@ fn diff(observed: &LoadBalancer, want: &DesiredRow) -> BTreeMap<String, (String,
         c.insert(
             "external_ids".into(),
             (text(&observed.external_ids), text(&want.external_ids)),
+        );
+    }
+    if observed.ip_port_mappings != want.ip_port_mappings {
+        c.insert(
+            "ip_port_mappings".into(),
+            (
+                text(&observed.ip_port_mappings),
+                text(&want.ip_port_mappings),
+            ),
+        );
+    }
+    let checks: BTreeSet<Uuid> = want.health_checks.iter().map(|h| h.uuid).collect();
+    if observed.health_check != checks {
+        c.insert(
+            "health_check".into(),
+            (text(&observed.health_check), text(&checks)),
         );
     }
     c
@@ -363,7 +447,13 @@ pub fn plan_network(
     view: &CacheView,
 ) -> Result<Plan, PlanError> {
     let (router, switch) = targets(view, &net.net)?;
-    let desired = render_network(owner, net);
+    let mut desired = render_network(owner, net);
+    for row in &mut desired {
+        render::map_backends(row, &net.net, view).map_err(|message| PlanError::Unmappable {
+            network: net.net.name.clone(),
+            message,
+        })?;
+    }
     let owned: Vec<&std::sync::Arc<CacheRow>> = view
         .rows(LoadBalancer::NAME)
         .filter(|r| owned_row(r, owner, &net.net.name))
@@ -560,6 +650,28 @@ fn plan_rows(
             .push(r);
     }
     let typed = |r: &CacheRow| LoadBalancer::from_row(r).unwrap_or_default();
+    // Health checks first: each one missing is inserted, each one that differs updated
+    // in place (one referenced no more is garbage-collected by the server: the table
+    // is not a root).
+    for &want in desired {
+        for h in &want.health_checks {
+            match view.get(LoadBalancerHealthCheck::NAME, &h.uuid) {
+                None => ops.push(Op::CreateHealthCheck {
+                    uuid: h.uuid,
+                    vip: h.vip.clone(),
+                    options: h.options.clone(),
+                    external_ids: h.external_ids.clone(),
+                }),
+                Some(r) if !health_check_matches(r, h) => ops.push(Op::UpdateHealthCheck {
+                    uuid: h.uuid,
+                    vip: h.vip.clone(),
+                    options: h.options.clone(),
+                    external_ids: h.external_ids.clone(),
+                }),
+                Some(_) => {}
+            }
+        }
+    }
     for &want in desired {
         // Ours by UUID; else an owned row of the same name (adopted, UUID kept).
         let existing = by_uuid.get(&want.uuid).copied().or_else(|| {
@@ -591,6 +703,8 @@ fn plan_rows(
                     protocol: want.protocol.clone(),
                     vips: want.vips.clone(),
                     external_ids: want.external_ids.clone(),
+                    health_check: want.health_checks.iter().map(|h| h.uuid).collect(),
+                    ip_port_mappings: want.ip_port_mappings.clone(),
                 });
                 claimed.insert(want.uuid);
                 final_uuids.push((want.uuid, want.name.clone()));
@@ -670,6 +784,8 @@ mod tests {
             subnet4: None,
             subnet6: None,
             subnets_given: true,
+            checker4: None,
+            checker6: None,
         }
     }
 
@@ -695,6 +811,8 @@ mod tests {
             protocol: "tcp".into(),
             vips: BTreeMap::from([(format!("{listen}:80"), "10.0.0.2:80".to_owned())]),
             external_ids: ids(Some(OWNER), "ovn1", listen),
+            health_checks: Vec::new(),
+            ip_port_mappings: BTreeMap::new(),
         }
     }
 

@@ -1,0 +1,424 @@
+//! Health checks: a load balancer's `healthcheck*` keys (Incus's names, parsing and
+//! defaults), and the checker's source address of an `ovn` network (`ipv4.` and
+//! `ipv6.healthcheck.address`, by default the second-to-last address of the internal
+//! subnet, Incus's rule). Pure: what NB's switch ports say is asked of the caller.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use super::model::{Config, LoadBalancersPost};
+use super::network::NbFacts;
+use super::render::{self, SwitchPorts};
+use super::validate::{ErrorKind, OvnNetwork, ValidationError};
+
+/// The switch `healthcheck`.
+pub const ENABLE: &str = "healthcheck";
+
+/// The numeric keys, each with its default (applied when unset or `0`) and the largest
+/// value OVN can hold: ovn-controller reads the options with `smap_get_int` (an `int`)
+/// and multiplies interval and timeout by 1000 into an `int`.
+const NUMBERS: [(&str, u32, u32); 4] = [
+    ("healthcheck.interval", 10, 2_147_483),
+    ("healthcheck.timeout", 30, 2_147_483),
+    ("healthcheck.success_count", 3, i32::MAX as u32),
+    ("healthcheck.failure_count", 3, i32::MAX as u32),
+];
+
+/// What a load balancer's checks probe with: seconds between probes, seconds to wait for
+/// an answer, and how many answers (failures) in a row make a backend online (offline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    /// `healthcheck.interval`, seconds.
+    pub interval: u32,
+    /// `healthcheck.timeout`, seconds.
+    pub timeout: u32,
+    /// `healthcheck.success_count`.
+    pub success_count: u32,
+    /// `healthcheck.failure_count`.
+    pub failure_count: u32,
+}
+
+impl Default for HealthCheck {
+    /// Incus's defaults: 10 / 30 / 3 / 3.
+    fn default() -> Self {
+        HealthCheck {
+            interval: NUMBERS[0].1,
+            timeout: NUMBERS[1].1,
+            success_count: NUMBERS[2].1,
+            failure_count: NUMBERS[3].1,
+        }
+    }
+}
+
+impl HealthCheck {
+    /// The options of its NB `Load_Balancer_Health_Check` rows.
+    pub fn options(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("interval".to_owned(), self.interval.to_string()),
+            ("timeout".to_owned(), self.timeout.to_string()),
+            ("success_count".to_owned(), self.success_count.to_string()),
+            ("failure_count".to_owned(), self.failure_count.to_string()),
+        ])
+    }
+}
+
+/// Whether `k` is one of the health-check keys (or claims to be: `healthcheck.*`).
+pub fn is_key(k: &str) -> bool {
+    k == ENABLE || k.starts_with("healthcheck.")
+}
+
+/// Incus's booleans: `true/false/yes/no/1/0/on/off`, any case; `""` is unset.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "" | "false" | "no" | "0" | "off" => Some(false),
+        "true" | "yes" | "1" | "on" => Some(true),
+        _ => None,
+    }
+}
+
+/// A load balancer's checks from its config: `None` while `healthcheck` is off (the
+/// numeric keys are still checked). Every other `healthcheck.*` key is refused.
+///
+/// # Errors
+/// Each broken rule as (field, message).
+pub fn parse(config: &Config) -> Result<Option<HealthCheck>, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let mut on = false;
+    let mut numbers = [0u32; 4];
+    for (k, v) in config.iter().filter(|(k, _)| is_key(k)) {
+        let field = format!("config.{k}");
+        if k == ENABLE {
+            match parse_bool(v.trim()) {
+                Some(b) => on = b,
+                None => errors.push((
+                    field,
+                    format!("Invalid value for \"{k}\": \"{v}\" is not a boolean (true or false)"),
+                )),
+            }
+            continue;
+        }
+        let Some(i) = NUMBERS.iter().position(|(name, _, _)| name == k) else {
+            errors.push((field, format!("Invalid option \"{k}\"")));
+            continue;
+        };
+        let (_, default, most) = NUMBERS[i];
+        let v = v.trim();
+        if v.is_empty() {
+            numbers[i] = default;
+            continue;
+        }
+        if !v.bytes().all(|b| b.is_ascii_digit()) {
+            errors.push((
+                field,
+                format!("Invalid value for \"{k}\": \"{v}\" is not an unsigned integer"),
+            ));
+            continue;
+        }
+        match v.parse::<u32>() {
+            Ok(0) => numbers[i] = default,
+            Ok(n) if n > most => errors.push((
+                field,
+                format!(
+                    "Invalid value for \"{k}\": {n} is more than OVN can hold (at most {most})"
+                ),
+            )),
+            Ok(n) => numbers[i] = n,
+            Err(_) => errors.push((
+                field,
+                format!("Invalid value for \"{k}\": \"{v}\" is not an unsigned 32-bit integer"),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if !on {
+        return Ok(None);
+    }
+    let or_default = |i: usize| {
+        if numbers[i] == 0 {
+            NUMBERS[i].1
+        } else {
+            numbers[i]
+        }
+    };
+    Ok(Some(HealthCheck {
+        interval: or_default(0),
+        timeout: or_default(1),
+        success_count: or_default(2),
+        failure_count: or_default(3),
+    }))
+}
+
+/// The default checker address of a subnet: its second-to-last address (10.0.0.254 in
+/// 10.0.0.0/24, `…:ffff:ffff:ffff:fffe` in a /64). `None` when the subnet has no room
+/// for it beside the router's address (a /31, /32, /127 or /128).
+pub fn default_checker(subnet: &IpNet) -> Option<IpAddr> {
+    if subnet.max_prefix_len() - subnet.prefix_len() < 2 {
+        return None;
+    }
+    Some(match subnet.broadcast() {
+        IpAddr::V4(b) => IpAddr::V4(Ipv4Addr::from(u32::from(b) - 1)),
+        IpAddr::V6(b) => IpAddr::V6(Ipv6Addr::from(u128::from(b) - 1)),
+    })
+}
+
+/// Whether `ip` can be the checker of `subnet` (whose address is the router's): inside
+/// it, neither its network nor its broadcast address, not the router's.
+///
+/// # Errors
+/// Why not.
+pub fn check_checker(ip: &IpAddr, subnet: &IpNet) -> Result<(), String> {
+    if !subnet.contains(ip) {
+        return Err(format!(
+            "{ip} is not in the network's subnet {}",
+            subnet.trunc()
+        ));
+    }
+    if *ip == subnet.addr() {
+        return Err(format!("{ip} is the router's address"));
+    }
+    if *ip == subnet.network() || (ip.is_ipv4() && *ip == subnet.broadcast()) {
+        return Err(format!("{ip} is not a host address of {}", subnet.trunc()));
+    }
+    Ok(())
+}
+
+/// The `ip_port_mappings` key of a backend: the canonical address, IPv6 bracketed.
+pub fn mapping_key(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// The `ip_port_mappings` value: `<switch port>:<checker>`, IPv6 bracketed.
+pub fn mapping_value(port: &str, checker: &IpAddr) -> String {
+    format!("{port}:{}", mapping_key(checker))
+}
+
+/// The rules a checked load balancer must meet against NB's switch ports, when NB is
+/// at hand (else the controller finds the same at apply time, and `/state` shows it):
+/// every backend on exactly one enabled switch port of the internal switch, a checker
+/// address in every backend's family, held by no switch port.
+pub fn check_with_nb(
+    lb: &LoadBalancersPost,
+    net: &OvnNetwork,
+    nb: &dyn NbFacts,
+) -> Vec<ValidationError> {
+    let object = format!(
+        "load balancer {} of network {}",
+        lb.listen_address, net.name
+    );
+    let error = |field: &str, message: String| ValidationError {
+        object: object.clone(),
+        field: field.into(),
+        message,
+        kind: ErrorKind::Invalid,
+    };
+    if !matches!(parse(&lb.put.config), Ok(Some(_))) {
+        return Vec::new();
+    }
+    struct Ports<'a>(&'a dyn NbFacts);
+    impl SwitchPorts for Ports<'_> {
+        fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+            self.0.ports_carrying(switch, ip)
+        }
+    }
+    let mut out = Vec::new();
+    for (family, checker) in [("ipv4", net.checker4), ("ipv6", net.checker6)] {
+        let Some(c) = checker else { continue };
+        let holders = nb.ports_carrying(&net.switch, &c);
+        if !holders.is_empty() {
+            out.push(error(
+                "config.healthcheck",
+                format!(
+                    "The health checker address {c} of network {} is held by logical switch port {}: set {family}.healthcheck.address on the network to an unused address",
+                    net.name,
+                    holders.join(", ")
+                ),
+            ));
+        }
+    }
+    for mut row in render::render_load_balancer("", net, lb, 0) {
+        if let Err(why) = render::map_backends(&mut row, net, &Ports(nb)) {
+            out.push(error("backends", why));
+            break;
+        }
+    }
+    out
+}
+
+/// The backends (`IP:port`, protocol) a checked load balancer probes.
+fn probed(lb: &LoadBalancersPost, net: &OvnNetwork) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for row in render::render_load_balancer("", net, lb, 0) {
+        for backends in row.vips.values() {
+            for b in backends.split(',') {
+                let p = (b.to_owned(), row.protocol.clone());
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// SB keeps one monitor per backend (switch port, address, target port, protocol), its
+/// options those of whichever load balancer northd reads last: a backend checked by
+/// `lb` may not be checked by another load balancer of the network with other options.
+pub fn check_shared_backends(
+    lb: &LoadBalancersPost,
+    others: &[LoadBalancersPost],
+    net: &OvnNetwork,
+) -> Vec<ValidationError> {
+    let Ok(Some(mine)) = parse(&lb.put.config) else {
+        return Vec::new();
+    };
+    let ours = probed(lb, net);
+    let mut out = Vec::new();
+    for o in others
+        .iter()
+        .filter(|o| o.listen_address != lb.listen_address)
+    {
+        let Ok(Some(theirs)) = parse(&o.put.config) else {
+            continue;
+        };
+        if theirs == mine {
+            continue;
+        }
+        if let Some((b, proto)) = probed(o, net).into_iter().find(|p| ours.contains(p)) {
+            out.push(ValidationError {
+                object: format!("load balancer {} of network {}", lb.listen_address, net.name),
+                field: "config.healthcheck".into(),
+                message: format!(
+                    "Backend {b} ({proto}) is health-checked by load balancer {} with other options: OVN keeps one monitor per backend, so both must use the same healthcheck.* values",
+                    o.listen_address
+                ),
+                kind: ErrorKind::Invalid,
+            });
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn checks_are_off_unless_enabled_and_take_incus_defaults() {
+        assert_eq!(parse(&cfg(&[])).unwrap(), None);
+        assert_eq!(parse(&cfg(&[("healthcheck", "false")])).unwrap(), None);
+        assert_eq!(parse(&cfg(&[("healthcheck", "")])).unwrap(), None);
+        assert_eq!(
+            parse(&cfg(&[("healthcheck", "TRUE")])).unwrap(),
+            Some(HealthCheck::default())
+        );
+        let hc = parse(&cfg(&[
+            ("healthcheck", "on"),
+            ("healthcheck.interval", "2"),
+            ("healthcheck.timeout", "0"),
+            ("healthcheck.success_count", ""),
+            ("healthcheck.failure_count", "5"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            hc,
+            HealthCheck {
+                interval: 2,
+                timeout: 30,
+                success_count: 3,
+                failure_count: 5
+            }
+        );
+        assert_eq!(hc.options()["interval"], "2");
+    }
+
+    #[test]
+    fn values_ovn_cannot_hold_and_unknown_keys_are_refused() {
+        for (k, v, why) in [
+            ("healthcheck", "maybe", "not a boolean"),
+            ("healthcheck.interval", "-1", "not an unsigned integer"),
+            ("healthcheck.interval", "+5", "not an unsigned integer"),
+            ("healthcheck.interval", "1.5", "not an unsigned"),
+            (
+                "healthcheck.timeout",
+                "2147484",
+                "more than OVN can hold (at most 2147483)",
+            ),
+            ("healthcheck.failure_count", "4294967296", "32-bit"),
+            (
+                "healthcheck.success_count",
+                "2147483648",
+                "at most 2147483647",
+            ),
+            (
+                "healthcheck.probe",
+                "1",
+                "Invalid option \"healthcheck.probe\"",
+            ),
+        ] {
+            let e = parse(&cfg(&[("healthcheck", "true"), (k, v)])).unwrap_err();
+            assert_eq!(e.len(), 1, "{k}={v}: {e:?}");
+            assert_eq!(e[0].0, format!("config.{k}"));
+            assert!(e[0].1.contains(why), "{k}={v}: {}", e[0].1);
+        }
+        assert!(parse(&cfg(&[("healthcheck.timeout", "2147483")])).is_ok());
+    }
+
+    #[test]
+    fn the_default_checker_is_the_second_to_last_address() {
+        let c = |s: &str| default_checker(&s.parse().unwrap()).map(|a| a.to_string());
+        assert_eq!(c("10.0.0.1/24").as_deref(), Some("10.0.0.254"));
+        assert_eq!(c("10.1.2.3/16").as_deref(), Some("10.1.255.254"));
+        assert_eq!(
+            c("fd00::1/64").as_deref(),
+            Some("fd00::ffff:ffff:ffff:fffe")
+        );
+        assert_eq!(c("10.0.0.1/30").as_deref(), Some("10.0.0.2"));
+        assert_eq!(c("10.0.0.1/31"), None);
+    }
+
+    #[test]
+    fn a_checker_must_be_a_free_host_address_of_the_subnet() {
+        let s: IpNet = "10.0.0.1/24".parse().unwrap();
+        let ok = |a: &str| check_checker(&a.parse().unwrap(), &s);
+        assert!(ok("10.0.0.254").is_ok());
+        assert!(ok("10.0.1.254")
+            .unwrap_err()
+            .contains("not in the network's subnet 10.0.0.0/24"));
+        assert!(ok("10.0.0.1").unwrap_err().contains("router's address"));
+        assert!(ok("10.0.0.255").unwrap_err().contains("not a host address"));
+        assert!(ok("10.0.0.0").unwrap_err().contains("not a host address"));
+    }
+
+    #[test]
+    fn mappings_bracket_ipv6_on_both_sides() {
+        let v6: IpAddr = "fd00:0::11".parse().unwrap();
+        let c6: IpAddr = "fd00::ffff:ffff:ffff:fffe".parse().unwrap();
+        assert_eq!(mapping_key(&v6), "[fd00::11]");
+        assert_eq!(
+            mapping_value("lsp-a", &c6),
+            "lsp-a:[fd00::ffff:ffff:ffff:fffe]"
+        );
+        let v4: IpAddr = "10.0.0.11".parse().unwrap();
+        assert_eq!(mapping_key(&v4), "10.0.0.11");
+        assert_eq!(
+            mapping_value("lsp-b", &"10.0.0.254".parse().unwrap()),
+            "lsp-b:10.0.0.254"
+        );
+    }
+}
