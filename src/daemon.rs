@@ -39,6 +39,23 @@ pub struct NbArgs {
     pub nb_key: Option<std::path::PathBuf>,
 }
 
+/// Southbound connection flags (ovnlbd: backend health, read-only).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SbArgs {
+    /// SB remotes, as ovn-sbctl takes them; without, `/state` reports no backend health.
+    #[arg(long, env = "OVNLB_SB")]
+    pub sb: Option<String>,
+    /// CA certificate for ssl: remotes.
+    #[arg(long)]
+    pub sb_ca: Option<std::path::PathBuf>,
+    /// Client certificate for ssl: remotes.
+    #[arg(long)]
+    pub sb_cert: Option<std::path::PathBuf>,
+    /// Client private key for ssl: remotes.
+    #[arg(long)]
+    pub sb_key: Option<std::path::PathBuf>,
+}
+
 impl NbArgs {
     /// The settings these flags give (the rest unset).
     pub fn settings(self) -> Settings {
@@ -65,6 +82,14 @@ pub struct Settings {
     pub nb_cert: Option<PathBuf>,
     /// Client key for `ssl:` remotes.
     pub nb_key: Option<PathBuf>,
+    /// SB remotes, read for backend health (none: `/state` reports none).
+    pub sb: Option<String>,
+    /// CA for the SB's `ssl:` remotes.
+    pub sb_ca: Option<PathBuf>,
+    /// Client certificate for the SB's `ssl:` remotes.
+    pub sb_cert: Option<PathBuf>,
+    /// Client key for the SB's `ssl:` remotes.
+    pub sb_key: Option<PathBuf>,
     /// Owner id of our NB rows.
     pub owner: Option<String>,
     /// State directory (database, socket).
@@ -115,6 +140,10 @@ impl Settings {
             nb_ca: over.nb_ca.or(self.nb_ca),
             nb_cert: over.nb_cert.or(self.nb_cert),
             nb_key: over.nb_key.or(self.nb_key),
+            sb: over.sb.or(self.sb),
+            sb_ca: over.sb_ca.or(self.sb_ca),
+            sb_cert: over.sb_cert.or(self.sb_cert),
+            sb_key: over.sb_key.or(self.sb_key),
             owner: over.owner.or(self.owner),
             dir: over.dir.or(self.dir),
             socket: over.socket.or(self.socket),
@@ -279,6 +308,29 @@ pub fn nb_session(settings: &Settings) -> Result<Session, DaemonError> {
     Ok(Session::start(cfg)?)
 }
 
+/// The read-only SB session of `settings`, monitoring `Service_Monitor` only (`None`
+/// without SB remotes).
+///
+/// # Errors
+/// Unparsable remotes.
+pub fn sb_session(settings: &Settings) -> Result<Option<Session>, DaemonError> {
+    let Some(sb) = settings.sb.as_deref() else {
+        return Ok(None);
+    };
+    let remotes = ovsdb::parse_remotes(sb)?;
+    let mut cfg = SessionConfig::new(remotes, Arc::new(crate::nb::southbound::schema()));
+    cfg.monitor = crate::nb::southbound::monitor_requests();
+    cfg.indexes = vec![crate::nb::southbound::port_index()];
+    if let Some(ca) = &settings.sb_ca {
+        cfg.connect.tls = Some(TlsFiles {
+            ca: ca.clone(),
+            cert: settings.sb_cert.clone(),
+            key: settings.sb_key.clone(),
+        });
+    }
+    Ok(Some(Session::start(cfg)?))
+}
+
 /// How often ovnlbd measures the NB round trip on its own session.
 pub const NB_ECHO_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -338,6 +390,10 @@ pub async fn run(
             .map_err(|e| DaemonError::Settings(format!("opening the store: {e}")))??,
     );
     let session = nb_session(&settings)?;
+    let sb = sb_session(&settings)?;
+    if sb.is_none() {
+        info!("no OVN Southbound configured (--sb): /state reports no backend health");
+    }
     let owner = settings.owner.clone().unwrap_or_else(|| "ovnlb".into());
     let mut opts = ControllerOptions {
         owner: owner.clone(),
@@ -352,6 +408,9 @@ pub async fn run(
     let state = AppState {
         store: crate::store::Handle::new(store),
         nb: Some(Arc::new(session.clone())),
+        sb: sb
+            .clone()
+            .map(|s| Arc::new(s) as Arc<dyn crate::lb::health::HealthFacts>),
         status: Some(status.clone()),
         limits,
         owner,
@@ -369,6 +428,13 @@ pub async fn run(
         controller.metrics(),
         ctl_cancel.clone(),
     ));
+    if let Some(sb) = &sb {
+        tracker.spawn(crate::reconcile::facts::watch_health(
+            sb.clone(),
+            controller.metrics(),
+            ctl_cancel.clone(),
+        ));
+    }
     tracker.spawn(controller.run(ctl_cancel.clone()));
     let socket = settings.socket();
     let listeners = 1
@@ -452,6 +518,9 @@ pub async fn run(
         warn!("tasks still running after the grace period: left behind");
     }
     session.shutdown();
+    if let Some(sb) = &sb {
+        sb.shutdown();
+    }
     let _ = std::fs::remove_file(&socket);
     info!("ovnlbd stopped");
     served.map_err(DaemonError::Io)

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Round trip of an `echo` on the controller's NB session (ovnlbd probes it).
     pub nb_echo_seconds: Histogram,
+    /// Backend monitors whose status changed in the Southbound.
+    pub health_transitions: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -106,6 +108,7 @@ impl Default for Metrics {
             plan_seconds: Histogram::new(LATENCY_BUCKETS),
             commit_seconds: Histogram::new(LATENCY_BUCKETS),
             nb_echo_seconds: Histogram::new(LATENCY_BUCKETS),
+            health_transitions: AtomicU64::new(0),
         }
     }
 }
@@ -132,6 +135,11 @@ impl Metrics {
                 "ovnlb_transactions_total",
                 "NB transactions committed.",
                 &self.transactions,
+            ),
+            (
+                "ovnlb_backend_health_transitions_total",
+                "Backend monitors whose status changed in OVN Southbound.",
+                &self.health_transitions,
             ),
             (
                 "ovnlb_reconcile_errors_total",

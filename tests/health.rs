@@ -457,3 +457,206 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Set the status of c1's monitors by hand (as ovn-controller would).
+fn set_status(ovn: &Ovn, port: &str, status: &str) {
+    let uuids = run(Command::new("ovn-sbctl")
+        .arg(format!("--db={}", ovn.sb_db()))
+        .args(["--bare", "--columns=_uuid", "find", "Service_Monitor"])
+        .arg(format!("logical_port={port}")));
+    for u in uuids.split_whitespace() {
+        run(Command::new("ovn-sbctl")
+            .arg(format!("--db={}", ovn.sb_db()))
+            .args(["set", "Service_Monitor", u])
+            .arg(format!("status={status}")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_reports_each_backend_by_its_target_port_as_sb_has_it() {
+    let (ovn, _d, c) = ovn1_with_sb().await;
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(checked_lb(
+            json!({"healthcheck": "true", "healthcheck.interval": "2"}),
+        )),
+    )
+    .await
+    .unwrap();
+    ovn.sync();
+    let state = || async {
+        req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
+            .await
+            .unwrap()
+    };
+    let s = eventually_async(20, "both monitors seen, never probed", || async {
+        let s = state().await;
+        (s["backend_health"]["c1"]["ports"][0]["status"] == "pending"
+            && s["backend_health"]["c2"]["ports"][0]["status"] == "pending")
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(
+        s["backend_health"]["c1"],
+        json!({"address": "10.0.0.11",
+               "ports": [{"protocol": "tcp", "port": 80, "target_port": 8080, "status": "pending"}]})
+    );
+    assert_eq!(
+        s["healthcheck"],
+        json!({"interval": 2, "timeout": 30, "success_count": 3, "failure_count": 3,
+               "source_addresses": ["10.0.0.254", "fd00::ffff:ffff:ffff:fffe"]})
+    );
+    assert_eq!(s["backend_health_error"], "");
+    set_status(&ovn, "c1", "offline");
+    eventually_async(20, "c1 offline in /state", || async {
+        (state().await["backend_health"]["c1"]["ports"][0]["status"] == "offline").then_some(())
+    })
+    .await;
+    assert_eq!(
+        state().await["backend_health"]["c2"]["ports"][0]["status"],
+        "pending"
+    );
+    // What /state says is what northd does.
+    eventually(20, "c1 out of the VIP", || {
+        (ovn.trace("tcp", "192.0.2.30", 80) == ["10.0.0.12:8080"]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_without_a_southbound_says_so() {
+    let (_ovn, _d, c) = ovn1().await;
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(checked_lb(json!({"healthcheck": "true"}))),
+    )
+    .await
+    .unwrap();
+    let s = req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
+        .await
+        .unwrap();
+    assert_eq!(s["backend_health"], Value::Null);
+    assert!(
+        s["backend_health_error"]
+            .as_str()
+            .unwrap()
+            .contains("no OVN Southbound database configured"),
+        "{s}"
+    );
+    assert_eq!(s["healthcheck"]["interval"], 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_of_an_unchecked_load_balancer_has_no_health() {
+    let (_ovn, _d, c) = ovn1_with_sb().await;
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(checked_lb(json!({}))),
+    )
+    .await
+    .unwrap();
+    let s = req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
+        .await
+        .unwrap();
+    assert_eq!(s["backend_health"], Value::Null);
+    assert_eq!(s["healthcheck"], Value::Null);
+    assert_eq!(s["backend_health_error"], "");
+}
+
+/// `ovnlb … info` and the real `incus … info` print the backend health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_prints_backend_health_with_ovnlb_and_the_real_incus() {
+    let (ovn, d, c) = ovn1_with_sb().await;
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(checked_lb(json!({"healthcheck": "true"}))),
+    )
+    .await
+    .unwrap();
+    ovn.sync();
+    set_status(&ovn, "c1", "offline");
+    eventually_async(20, "c1 offline in /state", || async {
+        (req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
+            .await
+            .unwrap()["backend_health"]["c1"]["ports"][0]["status"]
+            == "offline")
+            .then_some(())
+    })
+    .await;
+    let socket = d.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let ours = Command::new(env!("CARGO_BIN_EXE_ovnlb"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["network", "load-balancer", "info", "ovn1", "192.0.2.30"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&ours.stdout);
+        assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+        assert!(
+            text.contains("Health checks: every 10 s, timeout 30 s, online after 3, offline after 3, from 10.0.0.254, fd00::ffff:ffff:ffff:fffe\n")
+                && text.contains("Backend health:\n  c1 (10.0.0.11):\n    - tcp/80: offline (target port 8080)\n")
+                && text.contains("  c2 (10.0.0.12):\n    - tcp/80: pending (target port 8080)\n"),
+            "{text}"
+        );
+        let conf = tempfile::tempdir_in(tmp_base()).unwrap();
+        std::fs::write(conf.path().join("config.yml"), "").unwrap();
+        let incus = Command::new("incus")
+            .env("INCUS_SOCKET", &socket)
+            .env("INCUS_CONF", conf.path())
+            .env("HOME", conf.path())
+            .args(["network", "load-balancer", "info", "ovn1", "192.0.2.30"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&incus.stdout);
+        assert!(incus.status.success(), "{}", String::from_utf8_lossy(&incus.stderr));
+        assert!(
+            text.contains("c1 (10.0.0.11):") && text.contains("tcp/80: offline")
+                && text.contains("c2 (10.0.0.12):") && text.contains("tcp/80: pending"),
+            "{text}"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_transition_is_counted_and_each_monitor_is_a_metric() {
+    let (ovn, _d, c) = ovn1_with_sb().await;
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(checked_lb(json!({"healthcheck": "true"}))),
+    )
+    .await
+    .unwrap();
+    ovn.sync();
+    let metrics = || async { c.text("/1.0/metrics").await.unwrap().1 };
+    eventually_async(20, "both monitors in /metrics", || async {
+        let t = metrics().await;
+        (t.contains(r#"ovnlb_backend_health{logical_port="c1",ip="10.0.0.11",port="8080",protocol="tcp",status="pending"} 1"#)
+            && t.contains(r#"logical_port="c2""#))
+        .then_some(())
+    })
+    .await;
+    set_status(&ovn, "c1", "offline");
+    let t = eventually_async(20, "the transition counted", || async {
+        let t = metrics().await;
+        t.contains("ovnlb_backend_health_transitions_total 1")
+            .then_some(t)
+    })
+    .await;
+    assert!(
+        t.contains(r#"ovnlb_backend_health{logical_port="c1",ip="10.0.0.11",port="8080",protocol="tcp",status="offline"} 1"#),
+        "{t}"
+    );
+}

@@ -41,6 +41,8 @@ pub struct AppState {
     /// Facts of NB, for checks (routers, switches, derived subnets), `/state` and the
     /// gauges; `None` runs the API on the store alone.
     pub nb: Option<Arc<dyn NbFacts>>,
+    /// Facts of SB, for backend health in `/state`; `None` when no SB is configured.
+    pub sb: Option<Arc<dyn crate::lb::health::HealthFacts>>,
     /// The controller's progress, for `/state` and `?wait`; `None` without a controller.
     pub status: Option<Status>,
     /// Validation limits.
@@ -63,6 +65,7 @@ impl AppState {
         AppState {
             store: Handle::new(store),
             nb: None,
+            sb: None,
             status: None,
             limits: Limits::default(),
             owner: "ovnlb".into(),
@@ -223,10 +226,40 @@ pub fn metrics_text(st: &AppState) -> String {
             failing as f64,
         ));
     }
-    match &st.metrics {
+    let mut text = match &st.metrics {
         Some(m) => m.render(&gauges),
         None => crate::metrics::Metrics::default().render(&gauges),
+    };
+    if let Some(sb) = st.sb.as_deref().filter(|sb| sb.ready()) {
+        text.push_str(&render_backend_health(&sb.monitors()));
     }
+    text
+}
+
+/// A Prometheus label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `ovnlb_backend_health`: one series per backend monitor (switch port, address,
+/// target port, protocol) with its status as a label, value 1.
+fn render_backend_health(monitors: &[crate::lb::health::Monitor]) -> String {
+    let mut out = String::from(
+        "# HELP ovnlb_backend_health Backend monitors in OVN Southbound, by status (pending: never probed).\n# TYPE ovnlb_backend_health gauge\n",
+    );
+    for m in monitors {
+        out.push_str(&format!(
+            "ovnlb_backend_health{{logical_port=\"{}\",ip=\"{}\",port=\"{}\",protocol=\"{}\",status=\"{}\"}} 1\n",
+            label(&m.port),
+            label(&m.ip),
+            m.target_port,
+            label(&m.protocol),
+            label(&m.status)
+        ));
+    }
+    out
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {

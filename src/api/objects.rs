@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::response::{created, sync, sync_etag};
 use super::{if_match, json_body, ApiError, AppState, Common};
 use crate::lb::model::{canonical_ip, Object};
-use crate::lb::network;
 use crate::lb::validate::{OvnNetwork, Uplink};
+use crate::lb::{health, network};
 use crate::store::{Objects, StoreError, Stored};
 
 /// The object as `GET` returns it: the stored fields plus `location` (always empty:
@@ -478,8 +478,12 @@ pub async fn state<O: Object>(
         .iter()
         .map(|(name, uuid, protocol)| json!({"name": name, "uuid": uuid, "protocol": protocol}))
         .collect();
+    let (backend_health, healthcheck, health_error) =
+        health_state(&st, &net, s.value.as_load_balancer())?;
     Ok(sync(json!({
-        "backend_health": null,
+        "backend_health": backend_health,
+        "healthcheck": healthcheck,
+        "backend_health_error": health_error,
         "revision": s.revision,
         "applied_revision": key.and_then(|k| k.applied_revision),
         "ovn": {
@@ -489,6 +493,56 @@ pub async fn state<O: Object>(
         },
         "error": error,
     })))
+}
+
+/// What `/state` says of a load balancer's health checks: `backend_health` (Incus's
+/// map, `null` while the checks are off or no SB is configured), the effective settings
+/// (`null` while off) and why there is no health when it is on (no SB configured).
+///
+/// # Errors
+/// 503 while the SB cache is not ready: a page of `unknown` would be a lie.
+fn health_state(
+    st: &AppState,
+    net: &OvnNetwork,
+    lb: Option<&crate::lb::model::LoadBalancersPost>,
+) -> Result<(Value, Value, String), ApiError> {
+    let Some((lb, hc)) = lb.and_then(|lb| {
+        health::parse(&lb.put.config)
+            .ok()
+            .flatten()
+            .map(|hc| (lb, hc))
+    }) else {
+        return Ok((Value::Null, Value::Null, String::new()));
+    };
+    let sources: Vec<String> = [net.checker4, net.checker6]
+        .iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    let settings = json!({
+        "interval": hc.interval,
+        "timeout": hc.timeout,
+        "success_count": hc.success_count,
+        "failure_count": hc.failure_count,
+        "source_addresses": sources,
+    });
+    let Some(sb) = st.sb.as_deref() else {
+        return Ok((
+            Value::Null,
+            settings,
+            "no OVN Southbound database configured (--sb): backend health is not known".into(),
+        ));
+    };
+    if !sb.ready() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OVN southbound database not available",
+        ));
+    }
+    let nb = st.nb.as_deref().filter(|nb| nb.ready());
+    let map = health::backend_health(lb, net, nb, sb);
+    let map = serde_json::to_value(map).map_err(ApiError::internal_from)?;
+    Ok((map, settings, String::new()))
 }
 
 #[cfg(test)]

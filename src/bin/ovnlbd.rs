@@ -21,6 +21,8 @@ struct Flags {
     config: Option<PathBuf>,
     #[command(flatten)]
     nb: ovnlb::daemon::NbArgs,
+    #[command(flatten)]
+    sb: ovnlb::daemon::SbArgs,
     /// Owner id of our NB rows (external_ids:ovnlb:owner).
     #[arg(long)]
     owner: Option<String>,
@@ -54,6 +56,10 @@ fn settings(f: Flags) -> Result<Settings, String> {
         resync_seconds: f.resync_seconds,
         metrics_listen: f.metrics_listen,
         https_listen: f.https_listen,
+        sb: f.sb.sb,
+        sb_ca: f.sb.sb_ca,
+        sb_cert: f.sb.sb_cert,
+        sb_key: f.sb.sb_key,
         ..f.nb.settings()
     };
     let file = match f.config {

@@ -385,5 +385,70 @@ async fn info(
     if !e.is_empty() {
         s.push_str(&format!("Error: {e}\n"));
     }
+    s.push_str(&health(m));
     write_out(out, &s)
+}
+
+/// The health section of `info`, as Incus's client prints it (`Backend health:`, a
+/// block per backend, a line per protocol/port), after the effective settings; nothing
+/// while the checks are off.
+fn health(m: &Value) -> String {
+    let Some(hc) = m.get("healthcheck").filter(|h| h.is_object()) else {
+        return String::new();
+    };
+    let n = |k: &str| hc.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let sources: Vec<&str> = hc
+        .get("source_addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut s = format!(
+        "Health checks: every {} s, timeout {} s, online after {}, offline after {}, from {}\n",
+        n("interval"),
+        n("timeout"),
+        n("success_count"),
+        n("failure_count"),
+        if sources.is_empty() {
+            "-".to_owned()
+        } else {
+            sources.join(", ")
+        }
+    );
+    let why = m
+        .get("backend_health_error")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let Some(backends) = m.get("backend_health").and_then(Value::as_object) else {
+        s.push_str(&format!(
+            "No load-balancer health information available: {why}\n"
+        ));
+        return s;
+    };
+    s.push_str("Backend health:\n");
+    for (name, b) in backends {
+        let address = b.get("address").and_then(Value::as_str).unwrap_or("");
+        s.push_str(&format!("  {name} ({address}):\n"));
+        for p in b
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let f = |k: &str| {
+                p.get(k)
+                    .map(|v| v.as_str().map_or(v.to_string(), str::to_owned))
+                    .unwrap_or_default()
+            };
+            s.push_str(&format!(
+                "    - {}/{}: {} (target port {})\n",
+                f("protocol"),
+                f("port"),
+                f("status"),
+                f("target_port")
+            ));
+        }
+    }
+    s
 }

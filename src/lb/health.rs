@@ -306,6 +306,142 @@ pub fn check_shared_backends(
     out
 }
 
+/// A backend monitor's status as `/state` reports it: SB's `online`, `offline` and
+/// `error` as they are; `pending` for a monitor never probed (OVN 23.03 sends it
+/// traffic); `unknown` when there is no monitor (no switch port carries the backend, or
+/// it was added since the last reconcile: OVN sends it no traffic).
+pub fn status_of(monitor: Option<Option<String>>) -> String {
+    match monitor {
+        None => "unknown".into(),
+        Some(None) => "pending".into(),
+        Some(Some(s)) if s.is_empty() => "pending".into(),
+        Some(Some(s)) => s,
+    }
+}
+
+/// One backend monitor of the Southbound, as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Monitor {
+    /// The switch port.
+    pub port: String,
+    /// The backend's address.
+    pub ip: String,
+    /// The backend's (target) port.
+    pub target_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// [`status_of`] it.
+    pub status: String,
+}
+
+/// What OVN Southbound says of backend monitors, from a live view of it.
+pub trait HealthFacts: Send + Sync {
+    /// Whether the view holds a full snapshot of the Southbound now.
+    fn ready(&self) -> bool;
+    /// Every monitor, sorted.
+    fn monitors(&self) -> Vec<Monitor>;
+    /// The monitor of (switch port, address, target port, protocol): `None` when there
+    /// is no such row, else its status (`None` while never probed).
+    fn monitor(
+        &self,
+        port: &str,
+        ip: &IpAddr,
+        target_port: u16,
+        protocol: &str,
+    ) -> Option<Option<String>>;
+}
+
+/// One backend's health, as Incus shapes it (plus the target port).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackendHealth {
+    /// The backend's address (canonical).
+    pub address: String,
+    /// One entry per listen port of every port spec that sends to it.
+    pub ports: Vec<PortHealth>,
+}
+
+/// One (protocol, listen port) of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PortHealth {
+    /// The port spec's protocol.
+    pub protocol: String,
+    /// The listen port.
+    pub port: u16,
+    /// The backend's port it maps to: what the monitor probes.
+    pub target_port: u16,
+    /// [`status_of`] its monitor.
+    pub status: String,
+}
+
+/// The health of every backend of `lb`, keyed by backend name: each monitor matched on
+/// (switch port, address, target port, protocol), never on the listen port. The switch
+/// port is what `nb` says carries the address now (`None`: NB not at hand, every status
+/// `unknown`).
+pub fn backend_health(
+    lb: &LoadBalancersPost,
+    net: &OvnNetwork,
+    nb: Option<&dyn NbFacts>,
+    sb: &dyn HealthFacts,
+) -> BTreeMap<String, BackendHealth> {
+    let mut out = BTreeMap::new();
+    for b in &lb.put.backends {
+        let Ok(ip) = b.target_address.parse::<IpAddr>() else {
+            continue;
+        };
+        let port = nb.and_then(|nb| {
+            let found = nb.ports_carrying(&net.switch, &ip);
+            (found.len() == 1).then(|| found[0].clone())
+        });
+        let targets = if b.target_port.is_empty() {
+            Vec::new()
+        } else {
+            super::ports::parse_ports(&b.target_port)
+                .map(|r| super::ports::expand(&r))
+                .unwrap_or_default()
+        };
+        let mut ports = Vec::new();
+        for p in lb
+            .put
+            .ports
+            .iter()
+            .filter(|p| p.target_backend.contains(&b.name))
+        {
+            let Ok(r) = super::ports::parse_ports(&p.listen_port) else {
+                continue;
+            };
+            for (i, lp) in super::ports::expand(&r).into_iter().enumerate() {
+                // As rendered: no target port is the listen port, one is that port,
+                // several are taken in order.
+                let tp = match targets.len() {
+                    0 => lp,
+                    1 => targets[0],
+                    _ => match targets.get(i) {
+                        Some(t) => *t,
+                        None => continue,
+                    },
+                };
+                let monitor = port
+                    .as_deref()
+                    .and_then(|lsp| sb.monitor(lsp, &ip, tp, &p.protocol));
+                ports.push(PortHealth {
+                    protocol: p.protocol.clone(),
+                    port: lp,
+                    target_port: tp,
+                    status: status_of(monitor),
+                });
+            }
+        }
+        out.insert(
+            b.name.clone(),
+            BackendHealth {
+                address: ip.to_string(),
+                ports,
+            },
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +555,144 @@ mod tests {
         assert_eq!(
             mapping_value("lsp-b", &"10.0.0.254".parse().unwrap()),
             "lsp-b:10.0.0.254"
+        );
+    }
+
+    /// SB as a test states it: (port, address, target port, protocol) → status.
+    struct Monitors(
+        Vec<(
+            &'static str,
+            &'static str,
+            u16,
+            &'static str,
+            Option<&'static str>,
+        )>,
+    );
+
+    impl HealthFacts for Monitors {
+        fn ready(&self) -> bool {
+            true
+        }
+        fn monitors(&self) -> Vec<Monitor> {
+            Vec::new()
+        }
+        fn monitor(&self, port: &str, ip: &IpAddr, tp: u16, proto: &str) -> Option<Option<String>> {
+            self.0
+                .iter()
+                .find(|(p, a, t, pr, _)| {
+                    *p == port && a.parse::<IpAddr>().ok() == Some(*ip) && *t == tp && *pr == proto
+                })
+                .map(|(.., s)| s.map(str::to_owned))
+        }
+    }
+
+    #[test]
+    fn health_is_matched_on_port_address_target_port_and_protocol() {
+        use crate::lb::model::{LoadBalancerBackend, LoadBalancerPort, LoadBalancerPut};
+        let lb = LoadBalancersPost {
+            listen_address: "192.0.2.30".into(),
+            put: LoadBalancerPut {
+                config: [("healthcheck".to_owned(), "true".to_owned())].into(),
+                backends: vec![
+                    LoadBalancerBackend {
+                        name: "c1".into(),
+                        target_address: "10.0.0.11".into(),
+                        target_port: "8080".into(),
+                        ..Default::default()
+                    },
+                    LoadBalancerBackend {
+                        name: "c2".into(),
+                        target_address: "10.0.0.12".into(),
+                        target_port: "8080".into(),
+                        ..Default::default()
+                    },
+                    LoadBalancerBackend {
+                        name: "c3".into(),
+                        target_address: "10.0.0.13".into(),
+                        ..Default::default()
+                    },
+                ],
+                ports: vec![LoadBalancerPort {
+                    protocol: "tcp".into(),
+                    listen_port: "80".into(),
+                    target_backend: vec!["c1".into(), "c2".into(), "c3".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        };
+        let net = crate::lb::validate::OvnNetwork {
+            name: "ovn1".into(),
+            uplink: "uplink".into(),
+            router: "lr".into(),
+            switch: "ls".into(),
+            prefix: "p".into(),
+            subnet4: Some("10.0.0.1/24".parse().unwrap()),
+            subnet6: None,
+            subnets_given: true,
+            checker4: "10.0.0.254".parse().ok(),
+            checker6: None,
+        };
+        struct Nb;
+        impl NbFacts for Nb {
+            fn ready(&self) -> bool {
+                true
+            }
+            fn wait_ready(
+                &self,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+                Box::pin(std::future::ready(()))
+            }
+            fn named(&self, _: super::super::network::Topology, _: &str) -> usize {
+                1
+            }
+            fn derive_subnets(
+                &self,
+                _: &OvnNetwork,
+            ) -> Result<(Option<IpNet>, Option<IpNet>), String> {
+                Ok((None, None))
+            }
+            fn attached(&self, _: &OvnNetwork, _: &[uuid::Uuid]) -> (bool, bool) {
+                (false, false)
+            }
+            fn gauges(&self, _: &str) -> super::super::network::NbGauges {
+                Default::default()
+            }
+            fn ports_carrying(&self, _: &str, ip: &IpAddr) -> Vec<String> {
+                match ip.to_string().as_str() {
+                    "10.0.0.11" => vec!["c1".into()],
+                    "10.0.0.12" => vec!["c2".into()],
+                    _ => Vec::new(),
+                }
+            }
+        }
+        let sb = Monitors(vec![
+            ("c1", "10.0.0.11", 8080, "tcp", Some("offline")),
+            // The listen port, not the target: never c2's monitor.
+            ("c2", "10.0.0.12", 80, "tcp", Some("online")),
+            ("c2", "10.0.0.12", 8080, "udp", Some("online")),
+            ("other-port", "10.0.0.12", 8080, "tcp", Some("online")),
+        ]);
+        let h = backend_health(&lb, &net, Some(&Nb), &sb);
+        let status = |b: &str| h[b].ports[0].status.clone();
+        assert_eq!(status("c1"), "offline");
+        assert_eq!(status("c2"), "unknown", "matched on every part of the key");
+        assert_eq!(status("c3"), "unknown", "no switch port carries it");
+        assert_eq!(h["c1"].ports[0].port, 80);
+        assert_eq!(h["c1"].ports[0].target_port, 8080);
+        assert_eq!(
+            h["c3"].ports[0].target_port, 80,
+            "no target port: the listen port"
+        );
+        let pending = Monitors(vec![("c2", "10.0.0.12", 8080, "tcp", None)]);
+        assert_eq!(
+            backend_health(&lb, &net, Some(&Nb), &pending)["c2"].ports[0].status,
+            "pending"
+        );
+        assert_eq!(
+            backend_health(&lb, &net, None, &sb)["c1"].ports[0].status,
+            "unknown",
+            "NB not at hand"
         );
     }
 }

@@ -377,6 +377,10 @@ pub trait Object:
         uplink: &super::validate::Uplink,
         limits: &super::validate::Limits,
     ) -> Vec<super::validate::ValidationError>;
+    /// The load balancer it is (`None`: a forward).
+    fn as_load_balancer(&self) -> Option<&LoadBalancersPost> {
+        None
+    }
     /// Whether its health checks are on (a forward has none).
     fn checks_health(&self) -> bool {
         false
@@ -440,6 +444,9 @@ impl Object for LoadBalancersPost {
         limits: &super::validate::Limits,
     ) -> Vec<super::validate::ValidationError> {
         super::validate::validate_load_balancer(self, net, uplink, limits)
+    }
+    fn as_load_balancer(&self) -> Option<&LoadBalancersPost> {
+        Some(self)
     }
     fn checks_health(&self) -> bool {
         matches!(super::health::parse(&self.put.config), Ok(Some(_)))

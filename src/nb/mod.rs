@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod southbound;
+
 use uuid::Uuid;
 
 use crate::ovsdb::{Atom, AtomicType, CacheRow, ColumnType, Datum, Row};

@@ -9,11 +9,12 @@ use std::pin::Pin;
 use ipnet::IpNet;
 use uuid::Uuid;
 
+use crate::lb::health::{status_of, HealthFacts, Monitor};
 use crate::lb::network::{NbFacts, NbGauges, Topology};
 use crate::lb::render::{keys, SwitchPorts};
 use crate::lb::validate::OvnNetwork;
-use crate::nb::{LoadBalancer, LogicalSwitch, LogicalSwitchPort, Table};
-use crate::ovsdb::{Atom, CacheView, Session};
+use crate::nb::{southbound, LoadBalancer, LogicalSwitch, LogicalSwitchPort, Table};
+use crate::ovsdb::{Atom, CacheView, Datum, Session};
 
 /// The rows `owner` owns.
 fn owned_rows(v: &CacheView, owner: &str) -> usize {
@@ -139,6 +140,101 @@ impl NbFacts for Session {
     }
 }
 
+/// The SB session's live cache of `Service_Monitor` (indexed by switch port).
+/// A `Service_Monitor` row as a [`Monitor`].
+fn monitor_of(r: &crate::ovsdb::CacheRow) -> Monitor {
+    Monitor {
+        port: r.get_str("logical_port").unwrap_or("").to_owned(),
+        ip: r.get_str("ip").unwrap_or("").to_owned(),
+        target_port: r
+            .get("port")
+            .as_scalar()
+            .and_then(Atom::as_i64)
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0),
+        protocol: r.get_str("protocol").unwrap_or("tcp").to_owned(),
+        status: status_of(Some(r.get_str("status").map(str::to_owned))),
+    }
+}
+
+impl HealthFacts for Session {
+    fn ready(&self) -> bool {
+        self.cache().is_ready()
+    }
+
+    fn monitors(&self) -> Vec<Monitor> {
+        let mut all: Vec<Monitor> = self.cache().read(|v| {
+            v.rows(southbound::SERVICE_MONITOR)
+                .map(|r| monitor_of(r))
+                .collect()
+        });
+        all.sort();
+        all
+    }
+
+    fn monitor(
+        &self,
+        port: &str,
+        ip: &IpAddr,
+        target_port: u16,
+        protocol: &str,
+    ) -> Option<Option<String>> {
+        let index = southbound::port_index();
+        self.cache().read(|v| {
+            v.lookup(&index, &Datum::scalar(port))
+                .iter()
+                .find(|r| {
+                    r.get_str("ip").and_then(|a| a.parse::<IpAddr>().ok()) == Some(*ip)
+                        && r.get("port").as_scalar().and_then(Atom::as_i64)
+                            == Some(i64::from(target_port))
+                        // (An unset protocol is tcp.)
+                        && r.get_str("protocol").unwrap_or("tcp") == protocol
+                })
+                .map(|r| r.get_str("status").map(str::to_owned))
+        })
+    }
+}
+
+/// Watch the Southbound's monitors until `cancel`: every status change is logged and
+/// counted (`ovnlb_backend_health_transitions_total`).
+pub async fn watch_health(
+    sb: Session,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut feed = sb.cache().subscribe();
+    let mut last: crate::fasthash::HashMap<Uuid, Monitor> = Default::default();
+    loop {
+        // (Each change, a reload of the whole cache too, compares every monitor: there
+        // is one per checked backend port.)
+        tokio::select! {
+            _ = feed.changed() => {}
+            () = cancel.cancelled() => return,
+        }
+        let now: crate::fasthash::HashMap<Uuid, Monitor> = sb.cache().read(|v| {
+            v.rows(southbound::SERVICE_MONITOR)
+                .map(|r| (r.uuid, monitor_of(r)))
+                .collect()
+        });
+        for (u, m) in &now {
+            let before = last.get(u).map(|b| b.status.as_str());
+            if before.is_some_and(|b| b != m.status) {
+                crate::metrics::Metrics::inc(&metrics.health_transitions);
+                tracing::info!(
+                    logical_port = %m.port,
+                    ip = %m.ip,
+                    port = m.target_port,
+                    protocol = %m.protocol,
+                    from = before.unwrap_or(""),
+                    to = %m.status,
+                    "backend health changed"
+                );
+            }
+        }
+        last = now;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The desired-state resolver over hand-built NB views.
@@ -147,7 +243,7 @@ mod tests {
     use crate::lb::state::{resolve, DesiredNetwork, DesiredState};
     use crate::lb::validate::Limits;
     use crate::nb::{LogicalRouter, LogicalRouterPort};
-    use crate::ovsdb::{CacheRow, Datum, Row};
+    use crate::ovsdb::{CacheRow, Row};
 
     fn u(n: u128) -> Uuid {
         Uuid::from_u128(n)

@@ -1122,3 +1122,25 @@ pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
     );
     (logs, guard)
 }
+
+/// As [`ovn1`], with ovnlbd reading the SB too (backend health in `/state`).
+pub async fn ovn1_with_sb() -> (Ovn, Daemon, ovnlb::cli::Client) {
+    init_tracing();
+    let ovn = Ovn::start();
+    let dir = tempfile::Builder::new()
+        .prefix("ovnlbd")
+        .tempdir_in(tmp_base())
+        .unwrap();
+    let d = Daemon::start_with(
+        &ovn.nb,
+        dir,
+        ovnlb::daemon::Settings {
+            sb: Some(ovn.sb_db()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = d.client();
+    networks(&c).await;
+    (ovn, d, c)
+}
