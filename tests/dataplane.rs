@@ -1,13 +1,16 @@
 //! The real data plane: connections to the VIPs reach every backend; after a backend
-//! is removed, only the others answer.
+//! is removed, only the others answer; a checked backend whose listener stops goes
+//! offline and new connections reach only the others, until it comes back.
 
 mod common;
 
 use std::collections::BTreeSet;
 
 use common::*;
+use hyper::Method;
 use ovnlb::lb::state::DesiredState;
 use ovnlb::reconcile::{reconcile_pass, PassOptions};
+use serde_json::json;
 
 const STATE: &str = r#"
 networks:
@@ -88,4 +91,114 @@ async fn connections_reach_every_backend_and_follow_changes() {
         (answers(&dp, "http://[2001:db8::10]/", 10) == both).then_some(())
     })
     .await;
+}
+
+/// Health checks on the real data plane, IPv4 and IPv6, listen port 80 to target port
+/// 8080: ovn-controller probes each backend from the checker address; a stopped
+/// listener goes offline (in SB, in `/state`) and new connections reach only the other
+/// backend; started again, it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_backend_goes_offline_and_comes_back() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let mut dp = Dataplane::start(&ovn.sb_db());
+    let dir = tempfile::Builder::new()
+        .prefix("ovnlbd")
+        .tempdir_in(tmp_base())
+        .unwrap();
+    let d = Daemon::start_with(
+        &ovn.nb,
+        dir,
+        ovnlb::daemon::Settings {
+            sb: Some(ovn.sb_db()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = d.client();
+    networks(&c).await;
+    let checks = json!({"healthcheck": "true", "healthcheck.interval": "1",
+                        "healthcheck.timeout": "1", "healthcheck.success_count": "1",
+                        "healthcheck.failure_count": "2"});
+    for (listen, a1, a2) in [
+        ("192.0.2.10", "10.0.0.11", "10.0.0.12"),
+        ("2001:db8::10", "fd00::11", "fd00::12"),
+    ] {
+        let body = json!({"listen_address": listen, "config": checks,
+            "backends": [{"name": "c1", "target_address": a1, "target_port": "8080"},
+                         {"name": "c2", "target_address": a2, "target_port": "8080"}],
+            "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["c1", "c2"]}]});
+        req(
+            &c,
+            Method::POST,
+            "/1.0/networks/ovn1/load-balancers?wait=20",
+            Some(body),
+        )
+        .await
+        .unwrap();
+    }
+    hv_sync(&ovn);
+    let status = |listen: &'static str, b: &'static str| {
+        let c = &c;
+        async move {
+            req(
+                c,
+                Method::GET,
+                &format!("/1.0/networks/ovn1/load-balancers/{listen}/state"),
+                None,
+            )
+            .await
+            .ok()
+            .and_then(|s| {
+                s["backend_health"][b]["ports"][0]["status"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+        }
+    };
+    let both: BTreeSet<String> = ["c1", "c2"].map(String::from).into();
+    for listen in ["192.0.2.10", "2001:db8::10"] {
+        for b in ["c1", "c2"] {
+            eventually_async(60, "probed online", || async {
+                (status(listen, b).await.as_deref() == Some("online")).then_some(())
+            })
+            .await;
+        }
+    }
+    for url in ["http://192.0.2.10/", "http://[2001:db8::10]/"] {
+        eventually(60, "both backends answer", || {
+            (answers(&dp, url, 10) == both).then_some(())
+        })
+        .await;
+    }
+    dp.stop_backend("c1");
+    for listen in ["192.0.2.10", "2001:db8::10"] {
+        eventually_async(60, "c1 offline", || async {
+            (status(listen, "c1").await.as_deref() == Some("offline")).then_some(())
+        })
+        .await;
+    }
+    let only_c2: BTreeSet<String> = ["c2".to_owned()].into();
+    for url in ["http://192.0.2.10/", "http://[2001:db8::10]/"] {
+        // Once offline, every new connection reaches c2: none fails.
+        eventually(20, "only c2 answers", || {
+            let a: Vec<Option<String>> = (0..8).map(|_| dp.curl(url)).collect();
+            a.iter().all(|x| x.as_deref() == Some("c2")).then_some(())
+        })
+        .await;
+        assert_eq!(answers(&dp, url, 8), only_c2, "{url}");
+    }
+    dp.start_backend("c1");
+    for listen in ["192.0.2.10", "2001:db8::10"] {
+        eventually_async(60, "c1 back online", || async {
+            (status(listen, "c1").await.as_deref() == Some("online")).then_some(())
+        })
+        .await;
+    }
+    for url in ["http://192.0.2.10/", "http://[2001:db8::10]/"] {
+        eventually(60, "both answer again", || {
+            (answers(&dp, url, 10) == both).then_some(())
+        })
+        .await;
+    }
 }

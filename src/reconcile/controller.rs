@@ -31,6 +31,7 @@ use crate::lb::network;
 use crate::lb::render::keys;
 use crate::lb::validate::{Limits, OvnNetwork};
 use crate::metrics::Metrics;
+use crate::nb::Table;
 use crate::ovsdb::{CacheRow, Changes, Session};
 use crate::store::{Change, Handle, Store, StoreError, Stored};
 
@@ -225,6 +226,15 @@ impl Controller {
             _ = cancel.cancelled() => return,
         }
         info!("controller starting: cache ready");
+        let northd = self.session.cache().read(|v| {
+            v.rows(crate::nb::NbGlobal::NAME)
+                .find_map(|r| r.get("options").map_get("northd_internal_version"))
+                .map(str::to_owned)
+        });
+        info!(
+            northd = northd.as_deref().unwrap_or("unknown (not in NB_Global options)"),
+            "health checks on this OVN: UDP checks detect closed ports only, not dead hosts; a backend never probed is in service (pending); before 23.03.3 failures and successes count cumulatively; one unused address per network and family probes; only backends on the internal switch can be checked"
+        );
         self.load().await;
         let mut next_resync = Instant::now() + self.opts.resync_every;
         loop {

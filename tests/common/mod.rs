@@ -739,6 +739,8 @@ pub struct Dataplane {
     pub dir: tempfile::TempDir,
     pub ns: String,
     children: Vec<Child>,
+    /// The backends' HTTP servers, by backend (`c1`, `c2`).
+    servers: BTreeMap<String, Child>,
 }
 
 impl Dataplane {
@@ -757,6 +759,7 @@ impl Dataplane {
             dir,
             ns: ns.clone(),
             children: Vec::new(),
+            servers: BTreeMap::new(),
         };
         let env: Vec<(&str, PathBuf)> = [
             "OVS_RUNDIR",
@@ -845,32 +848,45 @@ impl Dataplane {
         );
         run(Command::new("bash").arg(Self::SCRIPT).arg("hosts").arg(&d));
         for c in ["c1", "c2"] {
-            let mut cmd = Command::new("setpriv");
-            cmd.args([
-                "--pdeathsig",
-                "KILL",
-                "--",
-                "ip",
-                "netns",
-                "exec",
-                &format!("{ns}-{c}"),
-            ])
-            .args([
-                "python3",
-                "-m",
-                "http.server",
-                "8080",
-                "--bind",
-                "::",
-                "--directory",
-            ])
-            .arg(d.join(format!("www-{c}")));
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            dp.children.push(cmd.spawn().unwrap());
+            dp.start_backend(c);
         }
         dp
+    }
+
+    /// Start backend `c`'s HTTP server on 8080 (tcp, v4 and v6), answering its name.
+    pub fn start_backend(&mut self, c: &str) {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--pdeathsig",
+            "KILL",
+            "--",
+            "ip",
+            "netns",
+            "exec",
+            &format!("{}-{c}", self.ns),
+        ])
+        .args([
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            "::",
+            "--directory",
+        ])
+        .arg(self.dir.path().join(format!("www-{c}")));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.servers.insert(c.to_owned(), cmd.spawn().unwrap());
+    }
+
+    /// Stop backend `c`'s server: its host then answers a connection with a reset.
+    pub fn stop_backend(&mut self, c: &str) {
+        if let Some(mut child) = self.servers.remove(c) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// GET `url` from the client namespace: the body, or `None` on failure.
@@ -896,7 +912,7 @@ impl Dataplane {
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        for c in self.children.iter_mut().chain(self.servers.values_mut()) {
             let _ = c.kill();
             let _ = c.wait();
         }
