@@ -202,3 +202,90 @@ async fn a_stopped_backend_goes_offline_and_comes_back() {
         .await;
     }
 }
+
+/// UDP health checks on the real data plane: a backend whose responder stops answers
+/// with a port unreachable, goes offline, and new datagrams reach only the other; started
+/// again, it comes back (a silent host would stay online: OVN 23.03's UDP limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_udp_backend_goes_offline_on_port_unreachable() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let mut dp = Dataplane::start(&ovn.sb_db());
+    dp.start_udp("c1");
+    dp.start_udp("c2");
+    let dir = tempfile::Builder::new()
+        .prefix("ovnlbd")
+        .tempdir_in(tmp_base())
+        .unwrap();
+    let d = Daemon::start_with(
+        &ovn.nb,
+        dir,
+        ovnlb::daemon::Settings {
+            sb: Some(ovn.sb_db()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = d.client();
+    networks(&c).await;
+    let body = json!({"listen_address": "192.0.2.11",
+        "config": {"healthcheck": "true", "healthcheck.interval": "1", "healthcheck.timeout": "1",
+                   "healthcheck.success_count": "1", "healthcheck.failure_count": "2"},
+        "backends": [{"name": "c1", "target_address": "10.0.0.11", "target_port": "5353"},
+                     {"name": "c2", "target_address": "10.0.0.12", "target_port": "5353"}],
+        "ports": [{"protocol": "udp", "listen_port": "53", "target_backend": ["c1", "c2"]}]});
+    req(
+        &c,
+        Method::POST,
+        "/1.0/networks/ovn1/load-balancers?wait=20",
+        Some(body),
+    )
+    .await
+    .unwrap();
+    hv_sync(&ovn);
+    let status = |b: &'static str| {
+        let c = &c;
+        async move {
+            req(
+                c,
+                Method::GET,
+                "/1.0/networks/ovn1/load-balancers/192.0.2.11/state",
+                None,
+            )
+            .await
+            .ok()
+            .and_then(|s| {
+                s["backend_health"][b]["ports"][0]["status"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+        }
+    };
+    for b in ["c1", "c2"] {
+        eventually_async(60, "udp probed online", || async {
+            (status(b).await.as_deref() == Some("online")).then_some(())
+        })
+        .await;
+    }
+    let both: BTreeSet<String> = ["c1", "c2"].map(String::from).into();
+    eventually(60, "both udp backends answer", || {
+        let a: BTreeSet<String> = (0..10).filter_map(|_| dp.udp("192.0.2.11", 53)).collect();
+        (a == both).then_some(())
+    })
+    .await;
+    dp.stop_udp("c1");
+    eventually_async(60, "c1 offline on port unreachable", || async {
+        (status("c1").await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    eventually(20, "only c2 answers", || {
+        let a: Vec<Option<String>> = (0..8).map(|_| dp.udp("192.0.2.11", 53)).collect();
+        a.iter().all(|x| x.as_deref() == Some("c2")).then_some(())
+    })
+    .await;
+    dp.start_udp("c1");
+    eventually_async(60, "c1 back online", || async {
+        (status("c1").await.as_deref() == Some("online")).then_some(())
+    })
+    .await;
+}

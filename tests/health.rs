@@ -660,3 +660,42 @@ async fn a_health_transition_is_counted_and_each_monitor_is_a_metric() {
         "{t}"
     );
 }
+
+/// With an SB configured but not (yet) reachable, `/state` of a checked load balancer is a
+/// 503, not a page of `unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_is_503_while_the_southbound_is_not_ready() {
+    init_tracing();
+    let ovn = Ovn::start();
+    let dir = tempfile::Builder::new()
+        .prefix("ovnlbd")
+        .tempdir_in(tmp_base())
+        .unwrap();
+    let nowhere = dir.path().join("no-sb.sock");
+    let d = Daemon::start_with(
+        &ovn.nb,
+        dir,
+        ovnlb::daemon::Settings {
+            sb: Some(format!("unix:{}", nowhere.display())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = d.client();
+    networks(&c).await;
+    req(
+        &c,
+        Method::POST,
+        &format!("{LBS}?wait=20"),
+        Some(checked_lb(json!({"healthcheck": "true"}))),
+    )
+    .await
+    .unwrap();
+    let (st, msg) = req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (st, msg.as_str()),
+        (503, "OVN southbound database not available")
+    );
+}

@@ -881,6 +881,64 @@ impl Dataplane {
         self.servers.insert(c.to_owned(), cmd.spawn().unwrap());
     }
 
+    /// Start backend `c`'s UDP responder on 5353 (v4 and v6): each datagram is answered
+    /// with its name.
+    pub fn start_udp(&mut self, c: &str) {
+        let script = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+             s.bind(('::', 5353))\n\
+             while True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'{c}', a)\n"
+        );
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--pdeathsig",
+            "KILL",
+            "--",
+            "ip",
+            "netns",
+            "exec",
+            &format!("{}-{c}", self.ns),
+        ])
+        .args(["python3", "-c", &script]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.servers
+            .insert(format!("udp-{c}"), cmd.spawn().unwrap());
+    }
+
+    /// Stop backend `c`'s UDP responder: its host then answers with a port unreachable.
+    pub fn stop_udp(&mut self, c: &str) {
+        self.stop_backend(&format!("udp-{c}"));
+    }
+
+    /// One UDP datagram to `ip:port` from the client namespace: who answered.
+    pub fn udp(&self, ip: &str, port: u16) -> Option<String> {
+        let script = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET6 if ':' in '{ip}' else socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.settimeout(2)\n\
+             s.sendto(b'x', ('{ip}', {port}))\n\
+             print(s.recv(64).decode())\n"
+        );
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{}-cl", self.ns),
+                "python3",
+                "-c",
+                &script,
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     /// Stop backend `c`'s server: its host then answers a connection with a reset.
     pub fn stop_backend(&mut self, c: &str) {
         if let Some(mut child) = self.servers.remove(c) {
