@@ -226,6 +226,9 @@ pub fn check_with_nb(
         fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
             self.0.ports_carrying(switch, ip)
         }
+        fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
+            self.0.ports_carrying_each(switch, ips)
+        }
     }
     let mut out = Vec::new();
     for (family, checker) in [("ipv4", net.checker4), ("ipv6", net.checker6)] {
@@ -384,12 +387,20 @@ pub fn backend_health(
     sb: &dyn HealthFacts,
 ) -> BTreeMap<String, BackendHealth> {
     let mut out = BTreeMap::new();
+    // The switch's ports are read once for every backend.
+    let ips: Vec<IpAddr> = lb
+        .put
+        .backends
+        .iter()
+        .filter_map(|b| b.target_address.parse().ok())
+        .collect();
+    let carrying = nb.map(|nb| nb.ports_carrying_each(&net.switch, &ips));
     for b in &lb.put.backends {
         let Ok(ip) = b.target_address.parse::<IpAddr>() else {
             continue;
         };
-        let port = nb.and_then(|nb| {
-            let found = nb.ports_carrying(&net.switch, &ip);
+        let port = carrying.as_ref().and_then(|all| {
+            let found = &all[ips.iter().position(|a| *a == ip)?];
             (found.len() == 1).then(|| found[0].clone())
         });
         let targets = if b.target_port.is_empty() {

@@ -68,6 +68,12 @@ pub trait NbFacts: Send + Sync {
     /// The enabled ports of the switch named `switch` that carry `ip` (in `addresses`
     /// or `dynamic_addresses`; router, localnet and localport ports left out).
     fn ports_carrying(&self, switch: &str, ip: &std::net::IpAddr) -> Vec<String>;
+    /// [`NbFacts::ports_carrying`] of each of `ips`, in order, reading the switch once.
+    fn ports_carrying_each(&self, switch: &str, ips: &[std::net::IpAddr]) -> Vec<Vec<String>> {
+        ips.iter()
+            .map(|ip| self.ports_carrying(switch, ip))
+            .collect()
+    }
 }
 
 /// An `ovn` network ready to validate objects against.

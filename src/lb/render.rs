@@ -71,6 +71,11 @@ pub struct DesiredHealthCheck {
 pub trait SwitchPorts {
     /// The names of the ports of `switch` carrying `ip`.
     fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String>;
+    /// [`SwitchPorts::carrying`] of each of `ips`, in order: an implementation over NB
+    /// reads the switch's ports once for all of them.
+    fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
+        ips.iter().map(|ip| self.carrying(switch, ip)).collect()
+    }
 }
 
 /// The backend addresses of a row's VIPs (`IP:port`, `[IPv6]:port` or a bare IP), each
@@ -110,7 +115,9 @@ pub fn map_backends(
     if row.health_checks.is_empty() {
         return Ok(());
     }
-    for ip in backend_addresses(row) {
+    let ips = backend_addresses(row);
+    let carrying = ports.carrying_each(&net.switch, &ips);
+    for (ip, found) in ips.into_iter().zip(carrying) {
         let (family, checker) = if ip.is_ipv4() {
             ("IPv4", net.checker4)
         } else {
@@ -118,7 +125,6 @@ pub fn map_backends(
         };
         let checker =
             checker.ok_or_else(|| format!("No {family} address for load balancer health check"))?;
-        let found = ports.carrying(&net.switch, &ip);
         let port = match found.as_slice() {
             [one] => one,
             [] => {

@@ -23,39 +23,64 @@ fn owned_rows(v: &CacheView, owner: &str) -> usize {
         .count()
 }
 
-/// Whether a switch port's `addresses` or `dynamic_addresses` entry (`MAC IP…`) holds
-/// `ip`.
-fn carries(entry: &str, ip: &IpAddr) -> bool {
+/// The addresses of a switch port's `addresses` or `dynamic_addresses` entry
+/// (`MAC IP…`).
+fn addresses(entry: &str) -> impl Iterator<Item = IpAddr> + '_ {
     entry
         .split_whitespace()
         .skip(1)
-        .any(|a| a.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()) == Some(*ip))
+        .filter_map(|a| a.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()))
 }
 
 impl SwitchPorts for CacheView {
     fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+        self.carrying_each(switch, std::slice::from_ref(ip))
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// One pass over the switch's ports, each port's addresses parsed once.
+    fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
+        let mut out = vec![Vec::new(); ips.len()];
         let switches = self.find_by(LogicalSwitch::NAME, "name", switch);
         let [sw] = switches.as_slice() else {
-            return Vec::new();
+            return out;
         };
-        sw.get("ports")
+        let mut wanted: crate::fasthash::HashMap<IpAddr, Vec<usize>> = Default::default();
+        for (i, ip) in ips.iter().enumerate() {
+            wanted.entry(*ip).or_default().push(i);
+        }
+        for p in sw
+            .get("ports")
             .uuids()
             .filter_map(|u| self.get(LogicalSwitchPort::NAME, &u))
-            .filter(|p| {
-                !matches!(
-                    p.get_str("type").unwrap_or(""),
-                    "router" | "localnet" | "localport"
-                ) && p.get("enabled").as_scalar().and_then(|a| a.as_bool()) != Some(false)
-            })
-            .filter(|p| {
-                p.get("addresses")
-                    .atoms()
-                    .any(|a| a.as_str().is_some_and(|e| carries(e, ip)))
-                    || p.get_str("dynamic_addresses")
-                        .is_some_and(|e| carries(e, ip))
-            })
-            .filter_map(|p| p.get_str("name").map(str::to_owned))
-            .collect()
+        {
+            let skipped = matches!(
+                p.get_str("type").unwrap_or(""),
+                "router" | "localnet" | "localport"
+            ) || p.get("enabled").as_scalar().and_then(|a| a.as_bool())
+                == Some(false);
+            let Some(name) = p.get_str("name").filter(|_| !skipped) else {
+                continue;
+            };
+            let entries = p
+                .get("addresses")
+                .atoms()
+                .filter_map(Atom::as_str)
+                .chain(p.get_str("dynamic_addresses"));
+            let mut hit: Vec<usize> = entries
+                .flat_map(addresses)
+                .filter_map(|a| wanted.get(&a))
+                .flatten()
+                .copied()
+                .collect();
+            hit.sort_unstable();
+            hit.dedup();
+            for i in hit {
+                out[i].push(name.to_owned());
+            }
+        }
+        out
     }
 }
 
@@ -96,6 +121,10 @@ impl NbFacts for CacheView {
         self.carrying(switch, ip)
     }
 
+    fn ports_carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
+        self.carrying_each(switch, ips)
+    }
+
     fn gauges(&self, owner: &str) -> NbGauges {
         NbGauges {
             connected: false,
@@ -129,6 +158,10 @@ impl NbFacts for Session {
 
     fn ports_carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
         self.cache().read(|v| v.carrying(switch, ip))
+    }
+
+    fn ports_carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
+        self.cache().read(|v| v.carrying_each(switch, ips))
     }
 
     fn gauges(&self, owner: &str) -> NbGauges {
