@@ -102,21 +102,7 @@ async fn a_stopped_backend_goes_offline_and_comes_back() {
     init_tracing();
     let ovn = Ovn::start();
     let mut dp = Dataplane::start(&ovn.sb_db());
-    let dir = tempfile::Builder::new()
-        .prefix("ovnlbd")
-        .tempdir_in(tmp_base())
-        .unwrap();
-    let d = Daemon::start_with(
-        &ovn.nb,
-        dir,
-        ovnlb::daemon::Settings {
-            sb: Some(ovn.sb_db()),
-            ..Default::default()
-        },
-    )
-    .await;
-    let c = d.client();
-    networks(&c).await;
+    let (_d, c) = with_sb(&ovn).await;
     let checks = json!({"healthcheck": "true", "healthcheck.interval": "1",
                         "healthcheck.timeout": "1", "healthcheck.success_count": "1",
                         "healthcheck.failure_count": "2"});
@@ -213,21 +199,7 @@ async fn a_stopped_udp_backend_goes_offline_on_port_unreachable() {
     let mut dp = Dataplane::start(&ovn.sb_db());
     dp.start_udp("c1");
     dp.start_udp("c2");
-    let dir = tempfile::Builder::new()
-        .prefix("ovnlbd")
-        .tempdir_in(tmp_base())
-        .unwrap();
-    let d = Daemon::start_with(
-        &ovn.nb,
-        dir,
-        ovnlb::daemon::Settings {
-            sb: Some(ovn.sb_db()),
-            ..Default::default()
-        },
-    )
-    .await;
-    let c = d.client();
-    networks(&c).await;
+    let (_d, c) = with_sb(&ovn).await;
     let body = json!({"listen_address": "192.0.2.11",
         "config": {"healthcheck": "true", "healthcheck.interval": "1", "healthcheck.timeout": "1",
                    "healthcheck.success_count": "1", "healthcheck.failure_count": "2"},

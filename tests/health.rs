@@ -88,6 +88,13 @@ fn checks_of(ovn: &Ovn, name: &str) -> (BTreeMap<String, Options>, Options) {
 
 const NAME: &str = "ovnlb-ovn1-lb-192.0.2.30-tcp";
 
+/// Create a load balancer on `ovn1`, returning once NB holds it.
+async fn create(c: &ovnlb::cli::Client, body: Value) {
+    req(c, Method::POST, &format!("{LBS}?wait=20"), Some(body))
+        .await
+        .unwrap();
+}
+
 /// A string map column.
 type Options = BTreeMap<String, String>;
 
@@ -103,16 +110,11 @@ async fn server_info_lists_the_health_check_extension() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checked_load_balancer_renders_a_check_per_vip_and_northd_monitors_each_backend() {
     let (ovn, _d, c) = ovn1().await;
-    req(
+    create(
         &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(
-            json!({"healthcheck": "true", "healthcheck.interval": "2"}),
-        )),
+        checked_lb(json!({"healthcheck": "true", "healthcheck.interval": "2"})),
     )
-    .await
-    .unwrap();
+    .await;
     let (checks, mappings) = checks_of(&ovn, NAME);
     let options = BTreeMap::from([
         ("interval".to_owned(), "2".to_owned()),
@@ -193,14 +195,7 @@ async fn an_ipv6_checked_load_balancer_maps_bracketed_addresses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_offline_drops_its_backend_from_the_vip() {
     let (ovn, _d, c) = ovn1().await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({"healthcheck": "true"}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
     ovn.sync();
     run(Command::new("ovn-sbctl")
         .arg(format!("--db={}", ovn.sb_db()))
@@ -227,14 +222,7 @@ async fn a_monitor_offline_drops_its_backend_from_the_vip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turning_checks_off_removes_them_and_the_mappings() {
     let (ovn, _d, c) = ovn1().await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({"healthcheck": "true"}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
     req(
         &c,
         Method::PATCH,
@@ -259,14 +247,7 @@ async fn turning_checks_off_removes_them_and_the_mappings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_options_update_the_check_in_place() {
     let (ovn, _d, c) = ovn1().await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({"healthcheck": "true"}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
     let before = ovn.nb.dump(&["Load_Balancer_Health_Check"])["Load_Balancer_Health_Check"]
         .keys()
         .copied()
@@ -296,14 +277,7 @@ async fn changed_options_update_the_check_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_moved_to_another_switch_port_is_followed() {
     let (ovn, _d, c) = ovn1().await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({"healthcheck": "true"}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
     ovn.nb.nbctl(&["lsp-del", "c1"]);
     ovn.nb.nbctl(&[
         "lsp-add",
@@ -325,18 +299,13 @@ async fn a_backend_moved_to_another_switch_port_is_followed() {
 async fn each_health_check_rule_refuses_with_400_and_changes_nothing() {
     let (ovn, _d, c) = ovn1().await;
     // A load balancer checked with the defaults, for the shared-backend rule.
-    req(
+    create(
         &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(
-            json!({"listen_address": "192.0.2.31", "config": {"healthcheck": "true"},
+        json!({"listen_address": "192.0.2.31", "config": {"healthcheck": "true"},
             "backends": [{"name": "c1", "target_address": "10.0.0.11", "target_port": "8080"}],
             "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["c1"]}]}),
-        ),
     )
-    .await
-    .unwrap();
+    .await;
     let nb_before = ovn
         .nb
         .dump(&["Load_Balancer", "Load_Balancer_Health_Check"]);
@@ -475,16 +444,11 @@ fn set_status(ovn: &Ovn, port: &str, status: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_reports_each_backend_by_its_target_port_as_sb_has_it() {
     let (ovn, _d, c) = ovn1_with_sb().await;
-    req(
+    create(
         &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(
-            json!({"healthcheck": "true", "healthcheck.interval": "2"}),
-        )),
+        checked_lb(json!({"healthcheck": "true", "healthcheck.interval": "2"})),
     )
-    .await
-    .unwrap();
+    .await;
     ovn.sync();
     let state = || async {
         req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
@@ -528,14 +492,7 @@ async fn state_reports_each_backend_by_its_target_port_as_sb_has_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_without_a_southbound_says_so() {
     let (_ovn, _d, c) = ovn1().await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({"healthcheck": "true"}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
     let s = req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
         .await
         .unwrap();
@@ -553,14 +510,7 @@ async fn state_without_a_southbound_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_of_an_unchecked_load_balancer_has_no_health() {
     let (_ovn, _d, c) = ovn1_with_sb().await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({}))).await;
     let s = req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
         .await
         .unwrap();
@@ -573,14 +523,7 @@ async fn state_of_an_unchecked_load_balancer_has_no_health() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_prints_backend_health_with_ovnlb_and_the_real_incus() {
     let (ovn, d, c) = ovn1_with_sb().await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({"healthcheck": "true"}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
     ovn.sync();
     set_status(&ovn, "c1", "offline");
     eventually_async(20, "c1 offline in /state", || async {
@@ -631,14 +574,7 @@ async fn info_prints_backend_health_with_ovnlb_and_the_real_incus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_transition_is_counted_and_each_monitor_is_a_metric() {
     let (ovn, _d, c) = ovn1_with_sb().await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({"healthcheck": "true"}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
     ovn.sync();
     let metrics = || async { c.text("/1.0/metrics").await.unwrap().1 };
     eventually_async(20, "both monitors in /metrics", || async {
@@ -683,14 +619,7 @@ async fn state_is_503_while_the_southbound_is_not_ready() {
     .await;
     let c = d.client();
     networks(&c).await;
-    req(
-        &c,
-        Method::POST,
-        &format!("{LBS}?wait=20"),
-        Some(checked_lb(json!({"healthcheck": "true"}))),
-    )
-    .await
-    .unwrap();
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
     let (st, msg) = req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
         .await
         .unwrap_err();

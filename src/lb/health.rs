@@ -403,13 +403,7 @@ pub fn backend_health(
             let found = &all[ips.iter().position(|a| *a == ip)?];
             (found.len() == 1).then(|| found[0].clone())
         });
-        let targets = if b.target_port.is_empty() {
-            Vec::new()
-        } else {
-            super::ports::parse_ports(&b.target_port)
-                .map(|r| super::ports::expand(&r))
-                .unwrap_or_default()
-        };
+        let targets = super::ports::targets(&b.target_port);
         let mut ports = Vec::new();
         for p in lb
             .put
@@ -421,15 +415,9 @@ pub fn backend_health(
                 continue;
             };
             for (i, lp) in super::ports::expand(&r).into_iter().enumerate() {
-                // As rendered: no target port is the listen port, one is that port,
-                // several are taken in order.
-                let tp = match targets.len() {
-                    0 => lp,
-                    1 => targets[0],
-                    _ => match targets.get(i) {
-                        Some(t) => *t,
-                        None => continue,
-                    },
+                // As rendered.
+                let Some(tp) = super::ports::target_port(&targets, i, lp) else {
+                    continue;
                 };
                 let monitor = port
                     .as_deref()

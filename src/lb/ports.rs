@@ -46,6 +46,25 @@ pub fn count(ranges: &[(u16, u16)]) -> usize {
     ranges.iter().map(|&(a, b)| usize::from(b - a) + 1).sum()
 }
 
+/// The target ports of a `target_port` field (`""`: none).
+pub fn targets(field: &str) -> Vec<u16> {
+    if field.is_empty() {
+        return Vec::new();
+    }
+    parse_ports(field).map(|r| expand(&r)).unwrap_or_default()
+}
+
+/// The target port of the `i`-th listen port `listen` given `targets`: no target port
+/// is the listen port, one is that port, several are taken in order (`None` past
+/// their end).
+pub fn target_port(targets: &[u16], i: usize, listen: u16) -> Option<u16> {
+    match targets.len() {
+        0 => Some(listen),
+        1 => Some(targets[0]),
+        _ => targets.get(i).copied(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

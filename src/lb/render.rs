@@ -224,12 +224,7 @@ fn lb_vips(lb: &LoadBalancersPost) -> ByProtocol {
                     } else {
                         ports::expand(&ports::parse_ports(&b.target_port).ok()?)
                     };
-                    // 0 target ports: the listen port; 1: that port; N: the i-th.
-                    let port = match tp.len() {
-                        0 => lp,
-                        1 => tp[0],
-                        _ => *tp.get(i)?,
-                    };
+                    let port = ports::target_port(&tp, i, lp)?;
                     Some(endpoint(&ip(&b.target_address)?, Some(port)))
                 })
                 .collect();
@@ -253,21 +248,10 @@ fn forward_vips(f: &ForwardsPost) -> ByProtocol {
         else {
             continue;
         };
-        let tp = if p.target_port.is_empty() {
-            vec![]
-        } else {
-            ports::parse_ports(&p.target_port)
-                .map(|r| ports::expand(&r))
-                .unwrap_or_default()
-        };
+        let tp = ports::targets(&p.target_port);
         for (i, lp) in ports::expand(&r).into_iter().enumerate() {
-            let port = match tp.len() {
-                0 => lp,
-                1 => tp[0],
-                _ => match tp.get(i) {
-                    Some(p) => *p,
-                    None => continue,
-                },
+            let Some(port) = ports::target_port(&tp, i, lp) else {
+                continue;
             };
             out.entry(p.protocol.clone())
                 .or_default()

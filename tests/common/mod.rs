@@ -1201,6 +1201,12 @@ pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
 pub async fn ovn1_with_sb() -> (Ovn, Daemon, ovnlb::cli::Client) {
     init_tracing();
     let ovn = Ovn::start();
+    let (d, c) = with_sb(&ovn).await;
+    (ovn, d, c)
+}
+
+/// ovnlbd on `ovn`'s NB and SB, its client, and [`networks`] created.
+pub async fn with_sb(ovn: &Ovn) -> (Daemon, ovnlb::cli::Client) {
     let dir = tempfile::Builder::new()
         .prefix("ovnlbd")
         .tempdir_in(tmp_base())
@@ -1216,5 +1222,5 @@ pub async fn ovn1_with_sb() -> (Ovn, Daemon, ovnlb::cli::Client) {
     .await;
     let c = d.client();
     networks(&c).await;
-    (ovn, d, c)
+    (d, c)
 }
