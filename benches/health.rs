@@ -42,9 +42,19 @@ fn rss(pid: u32) -> (u64, u64) {
     (kb("VmRSS:"), kb("VmHWM:"))
 }
 
+/// The ovnlbd child, killed when dropped (also when the benchmark panics).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// ovnlbd, the release binary, on `ovn`'s NB and SB, with `uplink` and `ovn1`
 /// (`ipv4.address`: `subnet`).
-async fn ovnlbd(ovn: &Ovn, subnet: &str) -> (tempfile::TempDir, std::process::Child, Client) {
+async fn ovnlbd(ovn: &Ovn, subnet: &str) -> (tempfile::TempDir, Child, Client) {
     let state = tempfile::tempdir_in("/tmp").unwrap();
     let sock = state.path().join("unix.socket");
     let child = Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
@@ -56,6 +66,7 @@ async fn ovnlbd(ovn: &Ovn, subnet: &str) -> (tempfile::TempDir, std::process::Ch
         .arg(state.path())
         .env("RUST_LOG", "warn")
         .spawn()
+        .map(Child)
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
@@ -114,7 +125,7 @@ async fn detection(settings: &[(u32, u32, u32, u32)]) {
     for &(interval, timeout, success, failure) in settings {
         let ovn = Ovn::start();
         let mut dp = Dataplane::start(&ovn.sb_db());
-        let (_state, mut child, c) = ovnlbd(&ovn, "10.0.0.1/24").await;
+        let (_state, child, c) = ovnlbd(&ovn, "10.0.0.1/24").await;
         let body = json!({"listen_address": "192.0.2.10",
             "config": {"healthcheck": "true", "healthcheck.interval": interval.to_string(),
                        "healthcheck.timeout": timeout.to_string(),
@@ -144,8 +155,7 @@ async fn detection(settings: &[(u32, u32, u32, u32)]) {
         println!(
             "| {interval} / {timeout} / {success} / {failure} | {closed:.2} s | {back:.2} s | {silent:.2} s | {up:.2} s |"
         );
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
     }
 }
 
@@ -199,7 +209,7 @@ async fn many(lbs: usize, per: usize) {
     let t0 = Instant::now();
     switch_ports(&ovn, lbs * per).await;
     let ports_s = t0.elapsed().as_secs_f64();
-    let (_state, mut child, c) = ovnlbd(&ovn, "10.0.0.1/16").await;
+    let (_state, child, c) = ovnlbd(&ovn, "10.0.0.1/16").await;
     let t1 = Instant::now();
     for l in 0..lbs {
         let backends: Vec<Value> = (0..per)
@@ -248,7 +258,7 @@ async fn many(lbs: usize, per: usize) {
             Some(per)
         );
     }
-    let (rss_kb, hwm_kb) = rss(child.id());
+    let (rss_kb, hwm_kb) = rss(child.0.id());
     println!(
         "| measurement ({} checked backends: {lbs} load balancers × {per}) | result |",
         lbs * per
@@ -273,8 +283,7 @@ async fn many(lbs: usize, per: usize) {
         rss_kb as f64 / 1024.0,
         hwm_kb as f64 / 1024.0
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
