@@ -26,7 +26,7 @@ use super::memo::{Object, Rendered};
 use super::plan::{self, Plan};
 use super::schedule::{Reason, Schedule};
 use super::Error;
-use crate::lb::model::{AnyObject, Network, ObjectKind};
+use crate::lb::model::{AnyObject, Network, Object as _, ObjectKind};
 use crate::lb::network;
 use crate::lb::render::keys;
 use crate::lb::validate::{Limits, OvnNetwork};
@@ -120,6 +120,16 @@ pub struct Controller {
     /// Routers and switches as last seen: a change is checked against the previous
     /// `load_balancer` set, so only the rows that joined or left it are looked at.
     targets: HashMap<Uuid, Arc<CacheRow>>,
+}
+
+/// Switch ports of no switch: what an object without health checks renders with (its
+/// rows map nothing).
+struct NoPorts;
+
+impl crate::lb::render::SwitchPorts for NoPorts {
+    fn carrying(&self, _: &str, _: &std::net::IpAddr) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The objects of one network, each with its listen address.
@@ -544,10 +554,15 @@ impl Controller {
         if !self.rendered.contains_key(key) {
             let (owner, max) = (&self.opts.owner, self.opts.limits.max_row_bytes);
             let object = self.objects.get(key);
-            let r = self
-                .session
-                .cache()
-                .read(|v| Rendered::new(owner, net, object, max, v));
+            // Only checked objects read NB's switch ports: the others take no lock.
+            let checked = matches!(object, Some(Object::Lb(lb, _)) if lb.checks_health());
+            let r = if checked {
+                self.session
+                    .cache()
+                    .read(|v| Rendered::new(owner, net, object, max, v))
+            } else {
+                Rendered::new(owner, net, object, max, &NoPorts)
+            };
             self.rendered.insert(key.clone(), r);
         }
     }

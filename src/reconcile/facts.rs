@@ -238,33 +238,55 @@ pub async fn watch_health(
     let mut feed = sb.cache().subscribe();
     let mut last: crate::fasthash::HashMap<Uuid, Monitor> = Default::default();
     loop {
-        // (Each change, a reload of the whole cache too, compares every monitor: there
-        // is one per checked backend port.)
-        tokio::select! {
-            _ = feed.changed() => {}
+        let changes = tokio::select! {
+            c = feed.changed() => c,
             () = cancel.cancelled() => return,
-        }
-        let now: crate::fasthash::HashMap<Uuid, Monitor> = sb.cache().read(|v| {
-            v.rows(southbound::SERVICE_MONITOR)
-                .map(|r| (r.uuid, monitor_of(r)))
-                .collect()
+        };
+        // Only the rows that changed are looked at; a reload of the whole cache (the
+        // first snapshot, a reconnection) compares them all.
+        let seen: Vec<(Uuid, Option<Monitor>)> = sb.cache().read(|v| {
+            let row = |u: &Uuid| v.get(southbound::SERVICE_MONITOR, u).map(|r| monitor_of(r));
+            if changes.resync {
+                let mut all: Vec<(Uuid, Option<Monitor>)> = v
+                    .rows(southbound::SERVICE_MONITOR)
+                    .map(|r| (r.uuid, Some(monitor_of(r))))
+                    .collect();
+                // Rows gone while the cache was reloaded.
+                all.extend(
+                    last.keys()
+                        .filter(|u| v.get(southbound::SERVICE_MONITOR, u).is_none())
+                        .map(|u| (*u, None)),
+                );
+                all
+            } else {
+                changes
+                    .rows
+                    .iter()
+                    .filter(|(t, _)| t == southbound::SERVICE_MONITOR)
+                    .map(|(_, u)| (*u, row(u)))
+                    .collect()
+            }
         });
-        for (u, m) in &now {
-            let before = last.get(u).map(|b| b.status.as_str());
-            if before.is_some_and(|b| b != m.status) {
+        for (u, now) in seen {
+            let Some(m) = now else {
+                last.remove(&u);
+                continue;
+            };
+            let before = last.get(&u).map(|b| b.status.clone());
+            if before.as_deref().is_some_and(|b| b != m.status) {
                 crate::metrics::Metrics::inc(&metrics.health_transitions);
                 tracing::info!(
                     logical_port = %m.port,
                     ip = %m.ip,
                     port = m.target_port,
                     protocol = %m.protocol,
-                    from = before.unwrap_or(""),
+                    from = before.as_deref().unwrap_or(""),
                     to = %m.status,
                     "backend health changed"
                 );
             }
+            last.insert(u, m);
         }
-        last = now;
     }
 }
 
