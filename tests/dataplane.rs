@@ -42,6 +42,23 @@ fn hv_sync(ovn: &Ovn) {
     );
 }
 
+/// The status `/state` gives backend `b` of load balancer `listen` (its first port).
+async fn backend_status(c: &ovnlb::cli::Client, listen: &str, b: &str) -> Option<String> {
+    req(
+        c,
+        Method::GET,
+        &format!("/1.0/networks/ovn1/load-balancers/{listen}/state"),
+        None,
+    )
+    .await
+    .ok()
+    .and_then(|s| {
+        s["backend_health"][b]["ports"][0]["status"]
+            .as_str()
+            .map(str::to_owned)
+    })
+}
+
 /// Who answers at `url`, over `tries` connections.
 fn answers(dp: &Dataplane, url: &str, tries: usize) -> BTreeSet<String> {
     (0..tries).filter_map(|_| dp.curl(url)).collect()
@@ -124,24 +141,7 @@ async fn a_stopped_backend_goes_offline_and_comes_back() {
         .unwrap();
     }
     hv_sync(&ovn);
-    let status = |listen: &'static str, b: &'static str| {
-        let c = &c;
-        async move {
-            req(
-                c,
-                Method::GET,
-                &format!("/1.0/networks/ovn1/load-balancers/{listen}/state"),
-                None,
-            )
-            .await
-            .ok()
-            .and_then(|s| {
-                s["backend_health"][b]["ports"][0]["status"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-        }
-    };
+    let status = |listen: &'static str, b: &'static str| backend_status(&c, listen, b);
     let both: BTreeSet<String> = ["c1", "c2"].map(String::from).into();
     for listen in ["192.0.2.10", "2001:db8::10"] {
         for b in ["c1", "c2"] {
@@ -215,24 +215,7 @@ async fn a_stopped_udp_backend_goes_offline_on_port_unreachable() {
     .await
     .unwrap();
     hv_sync(&ovn);
-    let status = |b: &'static str| {
-        let c = &c;
-        async move {
-            req(
-                c,
-                Method::GET,
-                "/1.0/networks/ovn1/load-balancers/192.0.2.11/state",
-                None,
-            )
-            .await
-            .ok()
-            .and_then(|s| {
-                s["backend_health"][b]["ports"][0]["status"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-        }
-    };
+    let status = |b: &'static str| backend_status(&c, "192.0.2.11", b);
     for b in ["c1", "c2"] {
         eventually_async(60, "udp probed online", || async {
             (status(b).await.as_deref() == Some("online")).then_some(())

@@ -853,8 +853,8 @@ impl Dataplane {
         dp
     }
 
-    /// Start backend `c`'s HTTP server on 8080 (tcp, v4 and v6), answering its name.
-    pub fn start_backend(&mut self, c: &str) {
+    /// `args` run in backend `c`'s namespace, killed with the test.
+    fn spawn_in(&self, c: &str, args: &[&std::ffi::OsStr]) -> Child {
         let mut cmd = Command::new("setpriv");
         cmd.args([
             "--pdeathsig",
@@ -865,7 +865,17 @@ impl Dataplane {
             "exec",
             &format!("{}-{c}", self.ns),
         ])
-        .args([
+        .args(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().unwrap()
+    }
+
+    /// Start backend `c`'s HTTP server on 8080 (tcp, v4 and v6), answering its name.
+    pub fn start_backend(&mut self, c: &str) {
+        let www = self.dir.path().join(format!("www-{c}"));
+        let args: Vec<&std::ffi::OsStr> = [
             "python3",
             "-m",
             "http.server",
@@ -873,12 +883,13 @@ impl Dataplane {
             "--bind",
             "::",
             "--directory",
-        ])
-        .arg(self.dir.path().join(format!("www-{c}")));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.servers.insert(c.to_owned(), cmd.spawn().unwrap());
+        ]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .chain([www.as_os_str()])
+        .collect();
+        let child = self.spawn_in(c, &args);
+        self.servers.insert(c.to_owned(), child);
     }
 
     /// Start backend `c`'s UDP responder on 5353 (v4 and v6): each datagram is answered
@@ -891,22 +902,9 @@ impl Dataplane {
              s.bind(('::', 5353))\n\
              while True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'{c}', a)\n"
         );
-        let mut cmd = Command::new("setpriv");
-        cmd.args([
-            "--pdeathsig",
-            "KILL",
-            "--",
-            "ip",
-            "netns",
-            "exec",
-            &format!("{}-{c}", self.ns),
-        ])
-        .args(["python3", "-c", &script]);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.servers
-            .insert(format!("udp-{c}"), cmd.spawn().unwrap());
+        let args = ["python3", "-c", &script].map(std::ffi::OsStr::new);
+        let child = self.spawn_in(c, &args);
+        self.servers.insert(format!("udp-{c}"), child);
     }
 
     /// Stop backend `c`'s UDP responder: its host then answers with a port unreachable.
