@@ -8,7 +8,10 @@
 //!    up: the time until ovnlbd's `/state` says `offline` / `online`, polled every 20 ms.
 //! 2. `/state` with 10,000 checked backends: 10,000 switch ports, 100 load balancers of
 //!    100 backends each with checks on, northd's 10,000 `Service_Monitor` rows in SB;
-//!    `GET …/state` latency over the load balancers, and ovnlbd's RSS.
+//!    `GET …/state` latency over the load balancers, and ovnlbd's RSS; then switch-port
+//!    churn: 200 ports of no backend added one transaction each (ovnlbd's CPU time
+//!    spent on them), and one backend's port recreated under a new name (the time until
+//!    NB's `ip_port_mappings` names it).
 //!
 //! `scripts/bench-health.sh`; `BENCH_HEALTH_QUICK=1` runs one setting only.
 
@@ -199,6 +202,126 @@ async fn switch_ports(ovn: &Ovn, n: usize) {
     s.shutdown();
 }
 
+/// ovnlbd's CPU time (user + system), in seconds.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's closing parenthesis: fields 3…; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(100.0);
+    f.iter().sum::<u64>() as f64 / hz
+}
+
+/// One switch port on the internal switch, in its own transaction.
+async fn add_port(s: &ovnlb::ovsdb::Session, name: &str, mac: &str, ip: &str) {
+    let mut t = s.transaction();
+    let row = Row::from([
+        ("name".to_owned(), Datum::scalar(name)),
+        ("addresses".to_owned(), Datum::set([format!("{mac} {ip}")])),
+    ]);
+    let port = t.insert("Logical_Switch_Port", row);
+    t.mutate(
+        "Logical_Switch",
+        vec![Condition::new(
+            "name",
+            Function::Eq,
+            Datum::scalar("lxd-net1-ls-int"),
+        )],
+        vec![Mutation::new(
+            "ports",
+            Mutator::Insert,
+            Datum::from_atoms(vec![port]),
+        )],
+    );
+    s.transact(&t).await.unwrap();
+}
+
+/// Switch-port churn with `lbs` checked load balancers in place: (ovnlbd's CPU seconds
+/// for 200 unrelated ports added one by one, seconds until a recreated backend port is
+/// followed into NB).
+async fn churn(ovn: &Ovn, pid: u32) -> (f64, f64) {
+    let s = common::nb_session(ovn.nb.unix(), vec![]);
+    s.cache().wait_ready().await;
+    let before = cpu_s(pid);
+    for i in 0..200 {
+        add_port(
+            &s,
+            &format!("x{i}"),
+            &format!("0a:01:00:00:{:02x}:{:02x}", i >> 8, i & 0xff),
+            &format!("10.0.200.{}", i + 2),
+        )
+        .await;
+    }
+    // Until ovnlbd has taken them in: its CPU time stops growing for half a second.
+    let mut last = cpu_s(pid);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = cpu_s(pid);
+        if now - last < 0.01 {
+            break;
+        }
+        last = now;
+    }
+    let spent = cpu_s(pid) - before;
+    // b0 recreated as b0-new (same address): until NB's mapping names b0-new.
+    let mut t = s.transaction();
+    t.mutate(
+        "Logical_Switch",
+        vec![Condition::new(
+            "name",
+            Function::Eq,
+            Datum::scalar("lxd-net1-ls-int"),
+        )],
+        vec![Mutation::new(
+            "ports",
+            Mutator::Delete,
+            Datum::from_atoms(s.cache().read(|v| {
+                v.find_by("Logical_Switch_Port", "name", "b0")
+                    .iter()
+                    .map(|r| Atom::Uuid(r.uuid))
+                    .collect::<Vec<_>>()
+            })),
+        )],
+    );
+    s.transact(&t).await.unwrap();
+    let t0 = Instant::now();
+    add_port(&s, "b0-new", "0a:02:00:00:00:00", &backend(0)).await;
+    let want = "b0-new:";
+    loop {
+        let named = common::lb_rows(ovn).iter().any(|(_, r)| {
+            r.get("ip_port_mappings")
+                .and_then(|m| m.map_get(&backend(0)))
+                .is_some_and(|v| v.starts_with(want))
+        });
+        if named {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "b0-new never mapped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let followed = t0.elapsed().as_secs_f64();
+    s.shutdown();
+    (spent, followed)
+}
+
 fn backend(i: usize) -> String {
     // (From 10.0.1.2: the sandbox's own ports hold 10.0.0.11-13.)
     format!("10.0.{}.{}", i / 250 + 1, i % 250 + 2)
@@ -259,6 +382,7 @@ async fn many(lbs: usize, per: usize) {
         );
     }
     let (rss_kb, hwm_kb) = rss(child.0.id());
+    let (churn_cpu, followed_s) = churn(&ovn, child.0.id()).await;
     println!(
         "| measurement ({} checked backends: {lbs} load balancers × {per}) | result |",
         lbs * per
@@ -283,6 +407,8 @@ async fn many(lbs: usize, per: usize) {
         rss_kb as f64 / 1024.0,
         hwm_kb as f64 / 1024.0
     );
+    println!("| ovnlbd CPU time for 200 switch ports of no backend, added one transaction each | {churn_cpu:.2} s |");
+    println!("| a backend's switch port recreated under a new name, until NB's mapping names it | {:.0} ms |", followed_s * 1000.0);
     drop(child);
 }
 
@@ -294,7 +420,9 @@ async fn main() {
     } else {
         &[(1, 1, 1, 2), (2, 1, 1, 2), (5, 3, 1, 1)]
     };
-    detection(settings).await;
-    println!();
+    if std::env::var_os("BENCH_HEALTH_SCALE_ONLY").is_none() {
+        detection(settings).await;
+        println!();
+    }
     many(100, 100).await;
 }

@@ -283,6 +283,11 @@ pub enum DaemonError {
     Io(#[from] std::io::Error),
 }
 
+/// The indexes NB's cache keeps for the planner and the health checks' switch ports.
+pub fn nb_indexes() -> Vec<ovsdb::IndexSpec> {
+    vec![listen_index(), vip_index(), crate::nb::port_address_index()]
+}
+
 /// The NB session of `settings`, monitoring what the controller needs.
 ///
 /// # Errors
@@ -297,7 +302,7 @@ pub fn nb_session(settings: &Settings) -> Result<Session, DaemonError> {
     let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
     cfg.connect.max_message = settings.nb_max_message();
     cfg.monitor = crate::nb::monitor_requests();
-    cfg.indexes = vec![listen_index(), vip_index()];
+    cfg.indexes = nb_indexes();
     if let Some(ca) = &settings.nb_ca {
         cfg.connect.tls = Some(TlsFiles {
             ca: ca.clone(),
@@ -594,6 +599,7 @@ pub async fn reconcile_once(o: OneShot) -> Result<OneShotOutcome, DaemonError> {
     let remotes = ovsdb::parse_remotes(&nb)?;
     let mut cfg = SessionConfig::new(remotes, Arc::new(ovsdb::ovn_nb_schema()));
     cfg.monitor = crate::nb::monitor_requests();
+    cfg.indexes = nb_indexes();
     cfg.connect.request_timeout = o.timeout;
     if let Some(ca) = &o.nb.nb_ca {
         cfg.connect.tls = Some(TlsFiles {

@@ -352,6 +352,43 @@ pub fn monitor_requests() -> crate::ovsdb::MonitorRequests {
         .collect()
 }
 
+/// The addresses of a switch port's `addresses` or `dynamic_addresses` entry
+/// (`MAC IP…`, an IP possibly with a prefix length); other entries (`router`,
+/// `unknown`, `dynamic`) have none.
+pub fn port_entry_addresses(entry: &str) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+    entry
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|a| a.split('/').next().and_then(|a| a.parse().ok()))
+}
+
+/// Every address a switch port row carries, in `addresses` and `dynamic_addresses`.
+pub fn port_addresses(row: &CacheRow) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+    row.get("addresses")
+        .atoms()
+        .filter_map(Atom::as_str)
+        .chain(row.get_str("dynamic_addresses"))
+        .flat_map(port_entry_addresses)
+}
+
+/// `Logical_Switch_Port` rows by each address they carry (its canonical text): which
+/// port holds a backend is one lookup, not a pass over the switch's ports.
+pub fn port_address_index() -> crate::ovsdb::IndexSpec {
+    fn keys(row: &CacheRow, f: &mut dyn FnMut(Datum)) {
+        let mut seen: Vec<std::net::IpAddr> = port_addresses(row).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for ip in seen {
+            f(Datum::scalar(ip.to_string()));
+        }
+    }
+    crate::ovsdb::IndexSpec::Derived {
+        table: LogicalSwitchPort::NAME.to_owned(),
+        name: "addresses",
+        keys,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

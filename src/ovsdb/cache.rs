@@ -172,8 +172,11 @@ impl CacheRow {
     }
 }
 
+/// The keys a [`IndexSpec::Derived`] index files a row under: `f` is called with each.
+pub type DeriveKeys = fn(row: &CacheRow, f: &mut dyn FnMut(Datum));
+
 /// A secondary index kept up to date by the cache.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub enum IndexSpec {
     /// Rows by the whole value of a column (e.g. `Logical_Router.name`).
     Column {
@@ -199,14 +202,79 @@ pub enum IndexSpec {
         /// Map column.
         column: String,
     },
+    /// Rows by keys a function derives from each row (e.g. the addresses inside a
+    /// column's strings, a format only the caller knows); two derived indexes of a
+    /// table are the same index when their names are.
+    Derived {
+        /// Table.
+        table: String,
+        /// The index's name.
+        name: &'static str,
+        /// The keys of a row.
+        keys: DeriveKeys,
+    },
 }
+
+/// Equal by what they index: a derived index by its table and name (never by comparing
+/// function addresses, which Rust does not promise stable).
+impl PartialEq for IndexSpec {
+    fn eq(&self, other: &Self) -> bool {
+        use IndexSpec::*;
+        match (self, other) {
+            (
+                Column {
+                    table: t,
+                    column: c,
+                },
+                Column {
+                    table: u,
+                    column: d,
+                },
+            )
+            | (
+                MapKeys {
+                    table: t,
+                    column: c,
+                },
+                MapKeys {
+                    table: u,
+                    column: d,
+                },
+            ) => t == u && c == d,
+            (
+                MapKey {
+                    table: t,
+                    column: c,
+                    key: k,
+                },
+                MapKey {
+                    table: u,
+                    column: d,
+                    key: l,
+                },
+            ) => t == u && c == d && k == l,
+            (
+                Derived {
+                    table: t, name: n, ..
+                },
+                Derived {
+                    table: u, name: m, ..
+                },
+            ) => t == u && n == m,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for IndexSpec {}
 
 impl IndexSpec {
     fn table(&self) -> &str {
         match self {
             IndexSpec::Column { table, .. }
             | IndexSpec::MapKey { table, .. }
-            | IndexSpec::MapKeys { table, .. } => table,
+            | IndexSpec::MapKeys { table, .. }
+            | IndexSpec::Derived { table, .. } => table,
         }
     }
 
@@ -226,6 +294,7 @@ impl IndexSpec {
                     }
                 }
             }
+            IndexSpec::Derived { keys, .. } => keys(row, &mut f),
         }
     }
 

@@ -34,7 +34,7 @@ mod session;
 mod transport;
 mod txn;
 
-pub use cache::{Cache, CacheRow, CacheView, Changes, IndexSpec, Subscription};
+pub use cache::{Cache, CacheRow, CacheView, Changes, DeriveKeys, IndexSpec, Subscription};
 pub use client::{connect, from_stream, Client, MonitorRequests, MonitorSelect, ZERO_TXN_ID};
 pub use codec::{CodecError, Framer, DEFAULT_MAX_MESSAGE};
 pub use config::{parse_remotes, ConnectConfig, Remote, TlsFiles};

@@ -22,7 +22,7 @@ use tracing::{debug, debug_span, info, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use super::apply::{self, Outcome, Records};
-use super::memo::{Object, Rendered};
+use super::memo::{Object, PortReaders, Recording, Rendered};
 use super::plan::{self, Plan};
 use super::schedule::{Reason, Schedule};
 use super::Error;
@@ -120,6 +120,8 @@ pub struct Controller {
     /// Routers and switches as last seen: a change is checked against the previous
     /// `load_balancer` set, so only the rows that joined or left it are looked at.
     targets: HashMap<Uuid, Arc<CacheRow>>,
+    /// Which checked keys read which switch ports.
+    readers: PortReaders,
 }
 
 /// Switch ports of no switch: what an object without health checks renders with (its
@@ -199,6 +201,7 @@ impl Controller {
             working: Vec::new(),
             records: Records::default(),
             rendered: HashMap::default(),
+            readers: PortReaders::default(),
             metrics: Arc::new(Metrics::default()),
             store_feed: None,
             targets: HashMap::default(),
@@ -428,6 +431,8 @@ impl Controller {
 
     fn on_nb(&mut self, changes: Changes) {
         if changes.resync {
+            // Switch ports may have changed unseen: checked rows map theirs again.
+            self.rendered.retain(|_, r| !r.checked);
             self.schedule
                 .mark_all(self.objects.keys().cloned(), Reason::NbResync);
         }
@@ -456,17 +461,18 @@ impl Controller {
                         }
                     }
                     "Logical_Switch_Port" => {
-                        // Checked rows map their backends through switch ports: render
-                        // them again (an instance recreated under a new port name).
-                        let checked: Vec<Key> = self
-                            .rendered
-                            .iter()
-                            .filter(|(_, r)| r.checked)
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        for k in checked {
-                            self.rendered.remove(&k);
-                            self.schedule.mark(k, Reason::Topology);
+                        // Checked rows map their backends through switch ports: the keys
+                        // this port answered, or that ask for an address it carries now,
+                        // render again (an instance recreated under a new port name).
+                        let carries: Vec<std::net::IpAddr> = v
+                            .get(table, uuid)
+                            .map(|r| crate::nb::port_addresses(r).collect())
+                            .unwrap_or_default();
+                        for k in self.readers.readers(uuid, &carries) {
+                            if self.rendered.get(&k).is_some_and(|r| r.checked) {
+                                self.rendered.remove(&k);
+                                self.schedule.mark(k, Reason::Topology);
+                            }
                         }
                     }
                     "Load_Balancer_Health_Check" => {
@@ -557,10 +563,16 @@ impl Controller {
             // Only checked objects read NB's switch ports: the others take no lock.
             let checked = matches!(object, Some(Object::Lb(lb, _)) if lb.checks_health());
             let r = if checked {
-                self.session
-                    .cache()
-                    .read(|v| Rendered::new(owner, net, object, max, v))
+                let (r, asked, answered) = self.session.cache().read(|v| {
+                    let ports = Recording::new(v);
+                    let r = Rendered::new(owner, net, object, max, &ports);
+                    let (asked, answered) = ports.into_parts();
+                    (r, asked, answered)
+                });
+                self.readers.record(key, asked, answered);
+                r
             } else {
+                self.readers.forget(key);
                 Rendered::new(owner, net, object, max, &NoPorts)
             };
             self.rendered.insert(key.clone(), r);

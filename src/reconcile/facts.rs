@@ -13,7 +13,7 @@ use crate::lb::health::{status_of, HealthFacts, Monitor};
 use crate::lb::network::{NbFacts, NbGauges, Topology};
 use crate::lb::render::{keys, SwitchPorts};
 use crate::lb::validate::OvnNetwork;
-use crate::nb::{southbound, LoadBalancer, LogicalSwitch, LogicalSwitchPort, Table};
+use crate::nb::{self, southbound, LoadBalancer, LogicalSwitch, Table};
 use crate::ovsdb::{Atom, CacheView, Datum, Session};
 
 /// The rows `owner` owns.
@@ -23,13 +23,32 @@ fn owned_rows(v: &CacheView, owner: &str) -> usize {
         .count()
 }
 
-/// The addresses of a switch port's `addresses` or `dynamic_addresses` entry
-/// (`MAC IP…`).
-fn addresses(entry: &str) -> impl Iterator<Item = IpAddr> + '_ {
-    entry
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|a| a.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()))
+/// The ports of `switch` carrying each of `ips`, as (UUID, name), in order: one lookup
+/// of each address in [`nb::port_address_index`] (a scan of the switch ports when the
+/// view keeps no such index), each holder checked to be on `switch`. Router, localnet
+/// and localport ports, and disabled ones, carry nothing a backend can be.
+pub(crate) fn holders(v: &CacheView, switch: &str, ips: &[IpAddr]) -> Vec<Vec<(Uuid, String)>> {
+    let switches = v.find_by(LogicalSwitch::NAME, "name", switch);
+    let [sw] = switches.as_slice() else {
+        return vec![Vec::new(); ips.len()];
+    };
+    let on_switch = sw.get("ports");
+    let index = nb::port_address_index();
+    ips.iter()
+        .map(|ip| {
+            v.lookup(&index, &Datum::scalar(ip.to_string()))
+                .iter()
+                .filter(|p| on_switch.contains(&Atom::Uuid(p.uuid)))
+                .filter(|p| {
+                    !matches!(
+                        p.get_str("type").unwrap_or(""),
+                        "router" | "localnet" | "localport"
+                    ) && p.get("enabled").as_scalar().and_then(|a| a.as_bool()) != Some(false)
+                })
+                .filter_map(|p| Some((p.uuid, p.get_str("name")?.to_owned())))
+                .collect()
+        })
+        .collect()
 }
 
 impl SwitchPorts for CacheView {
@@ -39,48 +58,11 @@ impl SwitchPorts for CacheView {
             .unwrap_or_default()
     }
 
-    /// One pass over the switch's ports, each port's addresses parsed once.
     fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
-        let mut out = vec![Vec::new(); ips.len()];
-        let switches = self.find_by(LogicalSwitch::NAME, "name", switch);
-        let [sw] = switches.as_slice() else {
-            return out;
-        };
-        let mut wanted: crate::fasthash::HashMap<IpAddr, Vec<usize>> = Default::default();
-        for (i, ip) in ips.iter().enumerate() {
-            wanted.entry(*ip).or_default().push(i);
-        }
-        for p in sw
-            .get("ports")
-            .uuids()
-            .filter_map(|u| self.get(LogicalSwitchPort::NAME, &u))
-        {
-            let skipped = matches!(
-                p.get_str("type").unwrap_or(""),
-                "router" | "localnet" | "localport"
-            ) || p.get("enabled").as_scalar().and_then(|a| a.as_bool())
-                == Some(false);
-            let Some(name) = p.get_str("name").filter(|_| !skipped) else {
-                continue;
-            };
-            let entries = p
-                .get("addresses")
-                .atoms()
-                .filter_map(Atom::as_str)
-                .chain(p.get_str("dynamic_addresses"));
-            let mut hit: Vec<usize> = entries
-                .flat_map(addresses)
-                .filter_map(|a| wanted.get(&a))
-                .flatten()
-                .copied()
-                .collect();
-            hit.sort_unstable();
-            hit.dedup();
-            for i in hit {
-                out[i].push(name.to_owned());
-            }
-        }
-        out
+        holders(self, switch, ips)
+            .into_iter()
+            .map(|h| h.into_iter().map(|(_, name)| name).collect())
+            .collect()
     }
 }
 
@@ -297,7 +279,7 @@ mod tests {
     use crate::lb::model::Network;
     use crate::lb::state::{resolve, DesiredNetwork, DesiredState};
     use crate::lb::validate::Limits;
-    use crate::nb::{LogicalRouter, LogicalRouterPort};
+    use crate::nb::{LogicalRouter, LogicalRouterPort, LogicalSwitchPort};
     use crate::ovsdb::{CacheRow, Row};
 
     fn u(n: u128) -> Uuid {
@@ -342,6 +324,96 @@ mod tests {
                 ),
             ],
         )
+    }
+
+    /// Switch `ls` with ports `a` (static 10.0.0.11), `b` (dynamic 10.0.0.12), a router
+    /// port on 10.0.0.1, a disabled port on 10.0.0.13; port `c` of no switch on 10.0.0.11.
+    fn ports(indexes: Vec<crate::ovsdb::IndexSpec>) -> CacheView {
+        let port = |uuid, name: &str, cols: Vec<(&str, Datum)>| {
+            let mut cols = cols;
+            cols.push(("name", Datum::scalar(name)));
+            row(LogicalSwitchPort::NAME, uuid, cols)
+        };
+        CacheView::from_rows(
+            indexes,
+            [
+                port(
+                    11,
+                    "a",
+                    vec![("addresses", Datum::set(["0a:00:00:00:00:11 10.0.0.11"]))],
+                ),
+                port(
+                    12,
+                    "b",
+                    vec![(
+                        "dynamic_addresses",
+                        Datum::scalar("0a:00:00:00:00:12 10.0.0.12"),
+                    )],
+                ),
+                port(
+                    13,
+                    "r",
+                    vec![
+                        ("addresses", Datum::set(["router 10.0.0.1"])),
+                        ("type", Datum::scalar("router")),
+                    ],
+                ),
+                port(
+                    14,
+                    "off",
+                    vec![
+                        ("addresses", Datum::set(["0a:00:00:00:00:13 10.0.0.13"])),
+                        ("enabled", Datum::scalar(false)),
+                    ],
+                ),
+                port(
+                    15,
+                    "c",
+                    vec![("addresses", Datum::set(["0a:00:00:00:00:15 10.0.0.11"]))],
+                ),
+                row(
+                    LogicalSwitch::NAME,
+                    4,
+                    vec![
+                        ("name", Datum::scalar("ls")),
+                        (
+                            "ports",
+                            Datum::set([11, 12, 13, 14].map(|n| Atom::Uuid(u(n)))),
+                        ),
+                    ],
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn the_holders_of_an_address_are_the_usable_ports_of_the_switch_with_or_without_the_index() {
+        let ips: Vec<IpAddr> = [
+            "10.0.0.11",
+            "10.0.0.12",
+            "10.0.0.1",
+            "10.0.0.13",
+            "10.0.0.99",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let want = vec![
+            vec![(u(11), "a".to_owned())],
+            vec![(u(12), "b".to_owned())],
+            vec![],
+            vec![],
+            vec![],
+        ];
+        assert_eq!(
+            holders(&ports(vec![nb::port_address_index()]), "ls", &ips),
+            want
+        );
+        assert_eq!(holders(&ports(Vec::new()), "ls", &ips), want);
+        assert_eq!(
+            holders(&ports(Vec::new()), "nope", &ips),
+            vec![Vec::new(); 5]
+        );
     }
 
     fn state(ovn_config: &[(&str, &str)]) -> DesiredState {

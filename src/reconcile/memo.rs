@@ -1,12 +1,19 @@
 //! What the controller remembers between rounds so that a resync only compares: each
 //! key's rendered rows, and the versions of the live rows its last clean plan read.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use uuid::Uuid;
+
+use crate::fasthash::HashMap;
 use crate::lb::render::{self, DesiredRow, SwitchPorts};
 use crate::lb::validate::OvnNetwork;
 use crate::nb::{LogicalRouter, LogicalSwitch, Table};
 use crate::ovsdb::{CacheRow, CacheView, Datum, IndexSpec};
+use crate::progress::Key;
 
 use crate::lb::model::{ForwardsPost, LoadBalancersPost};
 
@@ -139,4 +146,146 @@ pub(crate) fn topology(v: &CacheView) -> (usize, u64) {
 /// [`super::plan::listen_index`]).
 pub(crate) fn listen_rows(v: &CacheView, index: &IndexSpec, listen: &str) -> (usize, u64) {
     versions(v.lookup(index, &Datum::scalar(listen)).iter())
+}
+
+/// NB's switch ports over a view, noting what a render asked and which ports answered
+/// (for [`PortReaders::record`]).
+pub(crate) struct Recording<'a> {
+    view: &'a CacheView,
+    asked: RefCell<Vec<IpAddr>>,
+    answered: RefCell<Vec<Uuid>>,
+}
+
+impl<'a> Recording<'a> {
+    pub(crate) fn new(view: &'a CacheView) -> Recording<'a> {
+        Recording {
+            view,
+            asked: RefCell::default(),
+            answered: RefCell::default(),
+        }
+    }
+
+    /// The addresses asked for and the ports that carried one of them.
+    pub(crate) fn into_parts(self) -> (Vec<IpAddr>, Vec<Uuid>) {
+        (self.asked.into_inner(), self.answered.into_inner())
+    }
+}
+
+impl SwitchPorts for Recording<'_> {
+    fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+        self.carrying_each(switch, std::slice::from_ref(ip))
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
+        let found = super::facts::holders(self.view, switch, ips);
+        self.asked.borrow_mut().extend_from_slice(ips);
+        let mut answered = self.answered.borrow_mut();
+        found
+            .into_iter()
+            .map(|h| {
+                h.into_iter()
+                    .map(|(uuid, name)| {
+                        answered.push(uuid);
+                        name
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Which checked keys read which switch ports when they were last rendered: a change to
+/// a switch port re-renders only the keys it answered before or that asked for an
+/// address it carries now, not every checked key with a pass over every port.
+#[derive(Debug, Default)]
+pub(crate) struct PortReaders {
+    of_key: HashMap<Key, (Vec<IpAddr>, Vec<Uuid>)>,
+    by_ip: HashMap<IpAddr, BTreeSet<Key>>,
+    by_port: HashMap<Uuid, BTreeSet<Key>>,
+}
+
+impl PortReaders {
+    /// `key` was rendered asking for `asked` and answered by `answered` (replacing what
+    /// it read before).
+    pub(crate) fn record(&mut self, key: &Key, mut asked: Vec<IpAddr>, mut answered: Vec<Uuid>) {
+        self.forget(key);
+        if asked.is_empty() && answered.is_empty() {
+            return;
+        }
+        asked.sort_unstable();
+        asked.dedup();
+        answered.sort_unstable();
+        answered.dedup();
+        for ip in &asked {
+            self.by_ip.entry(*ip).or_default().insert(key.clone());
+        }
+        for u in &answered {
+            self.by_port.entry(*u).or_default().insert(key.clone());
+        }
+        self.of_key.insert(key.clone(), (asked, answered));
+    }
+
+    /// `key` reads no switch port (gone, or rendered without checks).
+    pub(crate) fn forget(&mut self, key: &Key) {
+        let Some((asked, answered)) = self.of_key.remove(key) else {
+            return;
+        };
+        fn drop_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, BTreeSet<Key>>, k: K, key: &Key) {
+            if let Some(set) = m.get_mut(&k) {
+                set.remove(key);
+                if set.is_empty() {
+                    m.remove(&k);
+                }
+            }
+        }
+        for ip in asked {
+            drop_from(&mut self.by_ip, ip, key);
+        }
+        for u in answered {
+            drop_from(&mut self.by_port, u, key);
+        }
+    }
+
+    /// The keys a change to switch port `port`, now carrying `carries`, may re-map.
+    pub(crate) fn readers(&self, port: &Uuid, carries: &[IpAddr]) -> BTreeSet<Key> {
+        let mut out: BTreeSet<Key> = self.by_port.get(port).cloned().unwrap_or_default();
+        for ip in carries {
+            if let Some(keys) = self.by_ip.get(ip) {
+                out.extend(keys.iter().cloned());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(l: &str) -> Key {
+        ("net".to_owned(), l.to_owned())
+    }
+
+    #[test]
+    fn a_port_is_read_by_the_keys_it_answered_and_those_asking_what_it_carries() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut r = PortReaders::default();
+        r.record(&key("k1"), vec![ip("10.0.0.11")], vec![a]);
+        r.record(&key("k2"), vec![ip("10.0.0.12")], vec![]);
+        assert_eq!(r.readers(&a, &[]), BTreeSet::from([key("k1")]));
+        assert_eq!(
+            r.readers(&b, &[ip("10.0.0.12")]),
+            BTreeSet::from([key("k2")])
+        );
+        assert!(r.readers(&b, &[ip("10.0.0.99")]).is_empty());
+        // Rendered again with other backends: what it read before is forgotten.
+        r.record(&key("k1"), vec![ip("10.0.0.13")], vec![b]);
+        assert!(r.readers(&a, &[ip("10.0.0.11")]).is_empty());
+        r.forget(&key("k1"));
+        r.forget(&key("k2"));
+        assert!(r.by_ip.is_empty() && r.by_port.is_empty() && r.of_key.is_empty());
+    }
 }
