@@ -199,11 +199,13 @@ impl SwitchPorts for Recording<'_> {
 /// Which checked keys read which switch ports when they were last rendered: a change to
 /// a switch port re-renders only the keys it answered before or that asked for an
 /// address it carries now, not every checked key with a pass over every port.
+/// (The readers of an address or port are kept in a `Vec`: almost always one key, where
+/// a `BTreeSet` would allocate a whole node per address.)
 #[derive(Debug, Default)]
 pub(crate) struct PortReaders {
     of_key: HashMap<Key, (Vec<IpAddr>, Vec<Uuid>)>,
-    by_ip: HashMap<IpAddr, BTreeSet<Key>>,
-    by_port: HashMap<Uuid, BTreeSet<Key>>,
+    by_ip: HashMap<IpAddr, Vec<Key>>,
+    by_port: HashMap<Uuid, Vec<Key>>,
 }
 
 impl PortReaders {
@@ -219,10 +221,10 @@ impl PortReaders {
         answered.sort_unstable();
         answered.dedup();
         for ip in &asked {
-            self.by_ip.entry(*ip).or_default().insert(key.clone());
+            self.by_ip.entry(*ip).or_default().push(key.clone());
         }
         for u in &answered {
-            self.by_port.entry(*u).or_default().insert(key.clone());
+            self.by_port.entry(*u).or_default().push(key.clone());
         }
         self.of_key.insert(key.clone(), (asked, answered));
     }
@@ -232,10 +234,10 @@ impl PortReaders {
         let Some((asked, answered)) = self.of_key.remove(key) else {
             return;
         };
-        fn drop_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, BTreeSet<Key>>, k: K, key: &Key) {
-            if let Some(set) = m.get_mut(&k) {
-                set.remove(key);
-                if set.is_empty() {
+        fn drop_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<Key>>, k: K, key: &Key) {
+            if let Some(keys) = m.get_mut(&k) {
+                keys.retain(|x| x != key);
+                if keys.is_empty() {
                     m.remove(&k);
                 }
             }
@@ -250,7 +252,13 @@ impl PortReaders {
 
     /// The keys a change to switch port `port`, now carrying `carries`, may re-map.
     pub(crate) fn readers(&self, port: &Uuid, carries: &[IpAddr]) -> BTreeSet<Key> {
-        let mut out: BTreeSet<Key> = self.by_port.get(port).cloned().unwrap_or_default();
+        let mut out: BTreeSet<Key> = self
+            .by_port
+            .get(port)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         for ip in carries {
             if let Some(keys) = self.by_ip.get(ip) {
                 out.extend(keys.iter().cloned());
