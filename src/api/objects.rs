@@ -116,11 +116,12 @@ async fn checked<O: Object>(
         None => ovn_context(st, network, O::KIND.what()).await?,
     };
     let mut errors = o.validate(&net, &up, &st.limits);
-    if errors.is_empty() && o.checks_health() {
-        // Against NB's switch ports when NB is at hand (else the controller finds the
-        // same when it applies, and `/state` says so), and against the network's other
-        // checked load balancers.
-        if let Some(nb) = st.nb.as_deref().filter(|nb| nb.ready()) {
+    if errors.is_empty() && o.reads_neighbours() {
+        // Against NB when NB is at hand (else the controller finds the same when it
+        // applies, and `/state` says so; rules of northd's version pass unknown), and
+        // against the network's other objects of the kind.
+        let nb = st.nb.as_deref().filter(|nb| nb.ready());
+        if let (Some(nb), true) = (nb, o.checks_health()) {
             errors.extend(o.check_with_nb(&net, nb));
         }
         let name = network.to_owned();
@@ -130,7 +131,11 @@ async fn checked<O: Object>(
             .await
             .map_err(ApiError::internal_from)?;
         let others: Vec<O> = others.into_iter().map(|s| s.value).collect();
-        errors.extend(o.check_shared_backends(&others, &net));
+        if o.checks_health() {
+            errors.extend(o.check_shared_backends(&others, &net));
+        }
+        let version = nb.and_then(|nb| nb.northd_version());
+        errors.extend(o.check_with_version(&others, &net, version.as_ref()));
     }
     if errors.is_empty() {
         Ok(())
@@ -480,7 +485,22 @@ pub async fn state<O: Object>(
         .collect();
     let (backend_health, healthcheck, health_error) =
         health_state(&st, &net, s.value.as_load_balancer())?;
+    // Ports whose last backend left: their VIPs have no backends (OVN drops, or rejects
+    // with ovn.reject=true).
+    let without: Vec<Value> = s
+        .value
+        .as_load_balancer()
+        .map(|lb| {
+            lb.put
+                .ports
+                .iter()
+                .filter(|p| p.target_backend.is_empty())
+                .map(|p| json!({"protocol": p.protocol, "listen_port": p.listen_port}))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(sync(json!({
+        "ports_without_backends": without,
         "backend_health": backend_health,
         "healthcheck": healthcheck,
         "backend_health_error": health_error,

@@ -4,6 +4,7 @@
 pub mod health;
 pub mod model;
 pub mod network;
+pub mod options;
 pub mod ports;
 pub mod render;
 pub mod state;

@@ -405,6 +405,24 @@ pub trait Object:
     {
         Vec::new()
     }
+    /// Whether its check reads the network's other objects of its kind (health checks,
+    /// or options whose rules depend on northd's version).
+    fn reads_neighbours(&self) -> bool {
+        self.checks_health()
+    }
+    /// The rules of its options that depend on northd's `version` (`None`: not known),
+    /// against the network's other objects of its kind.
+    fn check_with_version(
+        &self,
+        _others: &[Self],
+        _net: &super::validate::OvnNetwork,
+        _version: Option<&super::options::NorthdVersion>,
+    ) -> Vec<super::validate::ValidationError>
+    where
+        Self: Sized,
+    {
+        Vec::new()
+    }
     /// Borrowed, for a store.
     fn as_ref(&self) -> ObjectRef<'_>;
     /// An editable part borrowed, for a store.
@@ -464,6 +482,19 @@ impl Object for LoadBalancersPost {
         net: &super::validate::OvnNetwork,
     ) -> Vec<super::validate::ValidationError> {
         super::health::check_shared_backends(self, others, net)
+    }
+    fn reads_neighbours(&self) -> bool {
+        self.checks_health()
+            || super::options::of_load_balancer(self)
+                .is_some_and(|o| o.affinity_timeout.is_some() || !o.selection_fields.is_empty())
+    }
+    fn check_with_version(
+        &self,
+        others: &[Self],
+        net: &super::validate::OvnNetwork,
+        version: Option<&super::options::NorthdVersion>,
+    ) -> Vec<super::validate::ValidationError> {
+        super::options::check_with_version(self, others, &net.name, version)
     }
     fn as_ref(&self) -> ObjectRef<'_> {
         ObjectRef::LoadBalancer(self)

@@ -74,6 +74,11 @@ pub trait NbFacts: Send + Sync {
             .map(|ip| self.ports_carrying(switch, ip))
             .collect()
     }
+    /// northd's version, from `NB_Global options:northd_internal_version` (`None`: NB
+    /// does not say, e.g. northd never ran).
+    fn northd_version(&self) -> Option<super::options::NorthdVersion> {
+        None
+    }
 }
 
 /// An `ovn` network ready to validate objects against.

@@ -4,7 +4,7 @@
 //! default target), ownership in `external_ids`, and a deterministic UUID so that a
 //! replayed insert is refused instead of duplicated.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use uuid::Uuid;
@@ -50,6 +50,10 @@ pub struct DesiredRow {
     /// Backend address → `<switch port>:<checker>`: empty until [`map_backends`] fills
     /// it from NB's switch ports (and while the checks are off).
     pub ip_port_mappings: BTreeMap<String, String>,
+    /// `options`: the object's `ovn.*` keys ([`super::options`]), nothing else.
+    pub options: BTreeMap<String, String>,
+    /// `selection_fields` (`ovn.selection_fields`).
+    pub selection_fields: BTreeSet<String>,
 }
 
 /// One `Load_Balancer_Health_Check` row as it should be.
@@ -169,7 +173,8 @@ impl From<&DesiredRow> for crate::nb::LoadBalancer {
             external_ids: r.external_ids.clone(),
             health_check: r.health_checks.iter().map(|h| h.uuid).collect(),
             ip_port_mappings: r.ip_port_mappings.clone(),
-            ..Default::default()
+            options: r.options.clone(),
+            selection_fields: r.selection_fields.clone(),
         }
     }
 }
@@ -228,11 +233,10 @@ fn lb_vips(lb: &LoadBalancersPost) -> ByProtocol {
                     Some(endpoint(&ip(&b.target_address)?, Some(port)))
                 })
                 .collect();
-            if !targets.is_empty() {
-                out.entry(p.protocol.clone())
-                    .or_default()
-                    .insert(endpoint(&listen, Some(lp)), targets.join(","));
-            }
+            // (A port whose last backend left has a VIP with no backends.)
+            out.entry(p.protocol.clone())
+                .or_default()
+                .insert(endpoint(&listen, Some(lp)), targets.join(","));
         }
     }
     out
@@ -282,8 +286,10 @@ fn rows_for(
             let uuid = row_uuid(owner, &net.name, listen, &protocol);
             let health_checks = checks
                 .map(|hc| {
-                    vips.keys()
-                        .map(|vip| DesiredHealthCheck {
+                    // (A VIP with no backends has nothing to check.)
+                    vips.iter()
+                        .filter(|(_, backends)| !backends.is_empty())
+                        .map(|(vip, _)| DesiredHealthCheck {
                             uuid: Uuid::new_v5(&UUID_NAMESPACE, format!("{uuid}/{vip}").as_bytes()),
                             vip: vip.clone(),
                             options: hc.options(),
@@ -310,6 +316,8 @@ fn rows_for(
                 vips,
                 health_checks,
                 ip_port_mappings: BTreeMap::new(),
+                options: BTreeMap::new(),
+                selection_fields: BTreeSet::new(),
             }
         })
         .collect()
@@ -323,17 +331,30 @@ pub fn render_load_balancer(
     lb: &LoadBalancersPost,
     revision: u64,
 ) -> Vec<DesiredRow> {
-    // (A config that does not parse was refused when stored: no checks then.)
+    // (A config that does not parse was refused when stored: no checks or options then.)
     let checks = super::health::parse(&lb.put.config).ok().flatten();
-    rows_for(
-        owner,
-        net,
-        &lb.listen_address,
-        "load-balancer",
-        revision,
-        lb_vips(lb),
-        checks.as_ref(),
+    let opts = super::options::parse(&lb.put.config, false, checks.is_some()).unwrap_or_default();
+    with_options(
+        rows_for(
+            owner,
+            net,
+            &lb.listen_address,
+            "load-balancer",
+            revision,
+            lb_vips(lb),
+            checks.as_ref(),
+        ),
+        &opts,
     )
+}
+
+/// `rows` with the object's OVN options, each row the same.
+fn with_options(mut rows: Vec<DesiredRow>, opts: &super::options::OvnOptions) -> Vec<DesiredRow> {
+    for r in &mut rows {
+        r.options = opts.nb_options();
+        r.selection_fields = opts.nb_selection_fields();
+    }
+    rows
 }
 
 /// The rows of one forward.
@@ -343,14 +364,17 @@ pub fn render_forward(
     f: &ForwardsPost,
     revision: u64,
 ) -> Vec<DesiredRow> {
-    rows_for(
-        owner,
-        net,
-        &f.listen_address,
-        "forward",
-        revision,
-        forward_vips(f),
-        None,
+    with_options(
+        rows_for(
+            owner,
+            net,
+            &f.listen_address,
+            "forward",
+            revision,
+            forward_vips(f),
+            None,
+        ),
+        &super::options::parse(&f.put.config, true, false).unwrap_or_default(),
     )
 }
 
@@ -441,6 +465,59 @@ networks:
         assert_eq!(tcp.external_ids[keys::KIND], "load-balancer");
         assert_eq!(tcp.uuid, row_uuid("ovnlb", "ovn1", "192.0.2.10", "tcp"));
         assert_ne!(tcp.uuid, row_uuid("other", "ovn1", "192.0.2.10", "tcp"));
+    }
+
+    #[test]
+    fn ovn_options_go_into_every_row_of_their_object_and_nothing_when_unset() {
+        let state = STATE
+            .replace(
+                "      - listen_address: 192.0.2.10\n",
+                "      - listen_address: 192.0.2.10\n        config: {ovn.selection_fields: \"tp_src,ip_src\", ovn.reject: \"true\", ovn.neighbor_responder: all}\n",
+            )
+            .replace(
+                "        config: {target_address: 10.0.0.13}",
+                "        config: {target_address: 10.0.0.13, ovn.neighbor_responder: none}",
+            );
+        let st = DesiredState::from_yaml(&state).unwrap();
+        let nets = resolve(&st, &Limits::default(), None).unwrap();
+        let rows = render_network("ovnlb", &nets[0]);
+        let opts = |name: &str| {
+            let r = rows.iter().find(|r| r.name == name).unwrap();
+            (r.options.clone(), r.selection_fields.clone())
+        };
+        let lb = (
+            BTreeMap::from([
+                ("neighbor_responder".to_owned(), "all".to_owned()),
+                ("reject".to_owned(), "true".to_owned()),
+            ]),
+            BTreeSet::from(["ip_src".to_owned(), "tp_src".to_owned()]),
+        );
+        assert_eq!(opts("lxd-net1-lb-192.0.2.10-tcp"), lb);
+        assert_eq!(opts("lxd-net1-lb-192.0.2.10-udp"), lb);
+        let fwd = BTreeMap::from([("neighbor_responder".to_owned(), "none".to_owned())]);
+        assert_eq!(opts("lxd-net1-lb-192.0.2.11-tcp").0, fwd);
+        assert_eq!(opts("lxd-net1-lb-192.0.2.11-udp").0, fwd);
+        assert_eq!(
+            opts("lxd-net1-lb-2001:db8::10-tcp"),
+            (BTreeMap::new(), BTreeSet::new())
+        );
+    }
+
+    #[test]
+    fn a_port_without_backends_is_a_vip_without_backends_and_no_check() {
+        let state = CHECKED.replace(
+            "          - {protocol: udp, listen_port: \"18620\", target_backend: [b1]}",
+            "          - {protocol: udp, listen_port: \"18620\", target_backend: []}",
+        );
+        let st = DesiredState::from_yaml(&state).unwrap();
+        let nets = resolve(&st, &Limits::default(), None).unwrap();
+        let rows = render_network("ovnlb", &nets[0]);
+        let udp = rows
+            .iter()
+            .find(|r| r.name == "lxd-net1-lb-192.0.2.20-udp")
+            .unwrap();
+        assert_eq!(udp.vips["192.0.2.20:18620"], "");
+        assert!(udp.health_checks.is_empty(), "{udp:?}");
     }
 
     #[test]

@@ -465,7 +465,11 @@ fn check_listen(e: &mut Errs, listen: &str, net: &OvnNetwork, uplink: &Uplink) -
 /// otherwise (a forward has no health checks).
 fn check_config(e: &mut Errs, config: &super::model::Config, extra: &[&str], checks: bool) {
     for k in config.keys() {
-        if is_user_key(k) || extra.contains(&k.as_str()) || (checks && health::is_key(k)) {
+        if is_user_key(k)
+            || extra.contains(&k.as_str())
+            || (checks && health::is_key(k))
+            || super::options::is_key(k)
+        {
             continue;
         }
         if health::is_key(k) {
@@ -645,7 +649,16 @@ pub fn validate_load_balancer(
     ));
     let listen = check_listen(&mut e, &lb.listen_address, net, uplink);
     check_config(&mut e, &lb.put.config, &[], true);
-    if let Err(list) = health::parse(&lb.put.config) {
+    let checked = match health::parse(&lb.put.config) {
+        Ok(c) => c.is_some(),
+        Err(list) => {
+            for (field, message) in list {
+                e.add(field, message);
+            }
+            false
+        }
+    };
+    if let Err(list) = super::options::parse(&lb.put.config, false, checked) {
         for (field, message) in list {
             e.add(field, message);
         }
@@ -704,12 +717,8 @@ pub fn validate_load_balancer(
         ) else {
             continue;
         };
-        if p.target_backend.is_empty() {
-            e.add(
-                format!("ports[{i}].target_backend"),
-                format!("Missing target_backend in port specification {i}"),
-            );
-        }
+        // (An empty target_backend is a port whose last backend left: its VIP has no
+        // backends, and OVN drops, or rejects with ovn.reject.)
         let mut used = BTreeSet::new();
         for name in &p.target_backend {
             match backend_ports.get(name.as_str()) {
@@ -769,6 +778,11 @@ pub fn validate_forward(
     ));
     let listen = check_listen(&mut e, &f.listen_address, net, uplink);
     check_config(&mut e, &f.put.config, &["target_address"], false);
+    if let Err(list) = super::options::parse(&f.put.config, true, false) {
+        for (field, message) in list {
+            e.add(field, message);
+        }
+    }
     if let Some(t) = f.put.config.get("target_address").filter(|t| !t.is_empty()) {
         check_target(
             &mut e,
@@ -956,7 +970,6 @@ mod tests {
             (lb("192.0.2.10", &[("b", "10.0.0.11", "")], &[("tcp", "99999", &["b"])]), "Invalid listen port in port specification 0: Port 99999 is out of range 1-65535"),
             (lb("192.0.2.10", &[("b", "10.0.0.11", "")], &[("tcp", "90-80", &["b"])]), "End port should be higher than start port"),
             (lb("192.0.2.10", &[("b", "10.0.0.11", "")], &[("tcp", "80", &["b"]), ("tcp", "70-80", &["b"])]), "ports[1].listen_port: Duplicate listen port 80 for protocol \"tcp\" in port specification 1"),
-            (lb("192.0.2.10", &[("b", "10.0.0.11", "")], &[("tcp", "80", &[])]), "Missing target_backend in port specification 0"),
             (lb("192.0.2.10", &[("b", "10.0.0.11", "")], &[("tcp", "80", &["c"])]), "Invalid target backend name \"c\" in port specification 0"),
             (lb("192.0.2.10", &[("b", "10.0.0.11", "81,82")], &[("tcp", "80-82", &["b"])]), "Mismatch of listen port(s) and target port(s) count for backend \"b\" in port specification 0"),
             (lb("192.0.2.10", &[("b", "10.0.0.11", "")], &[("tcp", "1-5000", &["b"])]), "Too many listen ports: more than 4096 VIPs"),
@@ -975,6 +988,9 @@ mod tests {
             msgs(validate_load_balancer(&with_cfg, &n, &u, &l)),
             ["load balancer 192.0.2.10 of network ovn1: config.foo: Invalid option \"foo\""]
         );
+        // A port whose last backend left is accepted.
+        let empty = lb("192.0.2.10", &[], &[("tcp", "6443", &[])]);
+        assert!(validate_load_balancer(&empty, &n, &u, &l).is_empty());
         // Same port for tcp and udp is fine; 1 target port is many-to-one.
         let ok = lb(
             "2001:db8::10",

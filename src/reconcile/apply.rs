@@ -31,13 +31,15 @@ fn managed_columns(lb: &LoadBalancer) -> Row {
 }
 
 /// The columns `managed_columns` keeps.
-const MANAGED: [&str; 6] = [
+const MANAGED: [&str; 8] = [
     "name",
     "protocol",
     "vips",
     "external_ids",
     "health_check",
     "ip_port_mappings",
+    "options",
+    "selection_fields",
 ];
 
 /// A `Load_Balancer_Health_Check` row's columns.
@@ -100,6 +102,8 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                 external_ids,
                 health_check,
                 ip_port_mappings,
+                options,
+                selection_fields,
             } => {
                 let lb = LoadBalancer {
                     uuid: *uuid,
@@ -109,7 +113,8 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                     external_ids: external_ids.clone(),
                     health_check: health_check.clone(),
                     ip_port_mappings: ip_port_mappings.clone(),
-                    ..Default::default()
+                    options: options.clone(),
+                    selection_fields: selection_fields.clone(),
                 };
                 t.insert_with_uuid(LoadBalancer::NAME, *uuid, managed_columns(&lb));
             }
@@ -145,7 +150,7 @@ pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
                 t.update(
                     LoadBalancer::NAME,
                     vec![Condition::uuid(*uuid)],
-                    managed_columns(&LoadBalancer::from(row)),
+                    managed_columns(&LoadBalancer::from(&**row)),
                 );
             }
             Op::Delete { uuid, observed, .. } => {

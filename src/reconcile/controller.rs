@@ -31,7 +31,6 @@ use crate::lb::network;
 use crate::lb::render::keys;
 use crate::lb::validate::{Limits, OvnNetwork};
 use crate::metrics::Metrics;
-use crate::nb::Table;
 use crate::ovsdb::{CacheRow, Changes, Session};
 use crate::store::{Change, Handle, Store, StoreError, Stored};
 
@@ -239,11 +238,10 @@ impl Controller {
             _ = cancel.cancelled() => return,
         }
         info!("controller starting: cache ready");
-        let northd = self.session.cache().read(|v| {
-            v.rows(crate::nb::NbGlobal::NAME)
-                .find_map(|r| r.get("options").map_get("northd_internal_version"))
-                .map(str::to_owned)
-        });
+        let northd = self
+            .session
+            .cache()
+            .read(super::facts::northd_internal_version);
         info!(
             northd = northd.as_deref().unwrap_or("unknown (not in NB_Global options)"),
             "health checks on this OVN: UDP checks detect closed ports only, not dead hosts; a backend never probed is in service (pending); before 23.03.3 failures and successes count cumulatively; one unused address per network and family probes; only backends on the internal switch can be checked"

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::lb::health::{status_of, HealthFacts, Monitor};
 use crate::lb::network::{NbFacts, NbGauges, Topology};
+use crate::lb::options::NorthdVersion;
 use crate::lb::render::{keys, SwitchPorts};
 use crate::lb::validate::OvnNetwork;
 use crate::nb::{self, southbound, LoadBalancer, LogicalSwitch, Table};
@@ -66,6 +67,13 @@ impl SwitchPorts for CacheView {
     }
 }
 
+/// `NB_Global options:northd_internal_version`, as found.
+pub(crate) fn northd_internal_version(v: &CacheView) -> Option<String> {
+    v.rows(nb::NbGlobal::NAME)
+        .find_map(|r| r.get("options").map_get("northd_internal_version"))
+        .map(str::to_owned)
+}
+
 /// A snapshot: always ready, never connected.
 impl NbFacts for CacheView {
     fn ready(&self) -> bool {
@@ -107,6 +115,10 @@ impl NbFacts for CacheView {
         self.carrying_each(switch, ips)
     }
 
+    fn northd_version(&self) -> Option<NorthdVersion> {
+        NorthdVersion::parse(&northd_internal_version(self)?)
+    }
+
     fn gauges(&self, owner: &str) -> NbGauges {
         NbGauges {
             connected: false,
@@ -144,6 +156,10 @@ impl NbFacts for Session {
 
     fn ports_carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
         self.cache().read(|v| v.carrying_each(switch, ips))
+    }
+
+    fn northd_version(&self) -> Option<NorthdVersion> {
+        self.cache().read(|v| v.northd_version())
     }
 
     fn gauges(&self, owner: &str) -> NbGauges {

@@ -44,6 +44,12 @@ pub enum Op {
         /// Backend address → `<switch port>:<checker>`.
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         ip_port_mappings: BTreeMap<String, String>,
+        /// Its OVN options (`ovn.*` keys).
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        options: BTreeMap<String, String>,
+        /// Its hash fields.
+        #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+        selection_fields: BTreeSet<String>,
     },
     /// Insert a `Load_Balancer_Health_Check` with its deterministic UUID (a row that
     /// references it is created or updated in the same transaction).
@@ -78,10 +84,10 @@ pub enum Op {
         changes: BTreeMap<String, (String, String)>,
         /// The new row (all managed columns).
         #[serde(skip)]
-        row: DesiredRow,
+        row: Box<DesiredRow>,
         /// The columns as read (for the `wait` guard).
         #[serde(skip)]
-        observed: LoadBalancer,
+        observed: Box<LoadBalancer>,
     },
     /// Delete an owned row (weak references detach it everywhere).
     Delete {
@@ -363,6 +369,14 @@ pub fn row_matches(row: &CacheRow, want: &DesiredRow) -> bool {
         && str_map_eq(row.get("vips"), &want.vips)
         && str_map_eq(row.get("external_ids"), &want.external_ids)
         && str_map_eq(row.get("ip_port_mappings"), &want.ip_port_mappings)
+        && str_map_eq(row.get("options"), &want.options)
+        && {
+            let f = row.get("selection_fields");
+            f.len() == want.selection_fields.len()
+                && f.atoms()
+                    .zip(&want.selection_fields)
+                    .all(|(a, w)| a.as_str() == Some(w.as_str()))
+        }
         && checks.len() == want.health_checks.len()
         && want
             .health_checks
@@ -409,6 +423,21 @@ fn diff(observed: &LoadBalancer, want: &DesiredRow) -> BTreeMap<String, (String,
             (
                 text(&observed.ip_port_mappings),
                 text(&want.ip_port_mappings),
+            ),
+        );
+    }
+    if observed.options != want.options {
+        c.insert(
+            "options".into(),
+            (text(&observed.options), text(&want.options)),
+        );
+    }
+    if observed.selection_fields != want.selection_fields {
+        c.insert(
+            "selection_fields".into(),
+            (
+                text(&observed.selection_fields),
+                text(&want.selection_fields),
             ),
         );
     }
@@ -690,8 +719,8 @@ fn plan_rows(
                         uuid: r.uuid,
                         name: want.name.clone(),
                         changes,
-                        row: want.clone(),
-                        observed,
+                        row: Box::new(want.clone()),
+                        observed: Box::new(observed),
                     });
                 }
                 final_uuids.push((r.uuid, want.name.clone()));
@@ -705,6 +734,8 @@ fn plan_rows(
                     external_ids: want.external_ids.clone(),
                     health_check: want.health_checks.iter().map(|h| h.uuid).collect(),
                     ip_port_mappings: want.ip_port_mappings.clone(),
+                    options: want.options.clone(),
+                    selection_fields: want.selection_fields.clone(),
                 });
                 claimed.insert(want.uuid);
                 final_uuids.push((want.uuid, want.name.clone()));
@@ -813,6 +844,8 @@ mod tests {
             external_ids: ids(Some(OWNER), "ovn1", listen),
             health_checks: Vec::new(),
             ip_port_mappings: BTreeMap::new(),
+            options: BTreeMap::new(),
+            selection_fields: BTreeSet::new(),
         }
     }
 
