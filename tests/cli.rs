@@ -452,6 +452,12 @@ async fn real_lxc_client() {
         );
         assert_eq!(lxc_ok(&["network", "list", "-f", "compact"]), ok(s, &["network", "list", "-f", "compact"]));
         assert_eq!(l(fw(&["list", "ovn1", "-f", "csv"])), "192.0.2.30,,10.0.0.13,2\n");
+        // The OVN option of forwards, set and shown; a load-balancer option refused.
+        l(fw(&["set", "ovn1", "192.0.2.30", "ovn.neighbor_responder=all"]));
+        assert_eq!(l(fw(&["get", "ovn1", "192.0.2.30", "ovn.neighbor_responder"])), "all\n");
+        let (good, _, err) = lxc(&["network", "forward", "set", "ovn1", "192.0.2.30", "ovn.reject=true"], None);
+        assert!(!good && err.contains("load balancers only"), "{err}");
+        l(fw(&["unset", "ovn1", "192.0.2.30", "ovn.neighbor_responder"]));
         l(fw(&["unset", "ovn1", "192.0.2.30", "user.k"]));
         assert_eq!(l(fw(&["get", "ovn1", "192.0.2.30", "user.k"])), "");
         assert_eq!(o(fw(&["get", "ovn1", "192.0.2.30", "user.k"])), "");
@@ -477,6 +483,11 @@ async fn real_lxc_client() {
         assert_eq!(one["backends"][0]["target_address"], "10.0.0.11");
         lxc_ok(&["query", "-X", "PATCH", "--data", r#"{"description":"q"}"#, &format!("{lbs}/192.0.2.10")]);
         assert!(ok(s, &["network", "load-balancer", "show", "ovn1", "192.0.2.10"]).contains("description: q"));
+        lxc_ok(&["query", "-X", "PATCH", "--data", r#"{"config":{"ovn.affinity_timeout":"60"}}"#, &format!("{lbs}/192.0.2.10")]);
+        let one: serde_json::Value = serde_json::from_str(&lxc_ok(&["query", &format!("{lbs}/192.0.2.10")])).unwrap();
+        assert_eq!(one["config"]["ovn.affinity_timeout"], "60");
+        let (good, _, err) = lxc(&["query", "-X", "PATCH", "--data", r#"{"config":{"ovn.affinity_timeout":"0"}}"#, &format!("{lbs}/192.0.2.10")], None);
+        assert!(!good && err.contains("Invalid value for \"ovn.affinity_timeout\""), "{err}");
         let (good, _, err) = lxc(&["query", "-X", "POST", "--data", body, lbs], None);
         assert!(!good && err.contains("Error: A load balancer for that listen address already exists"), "{err}");
         lxc_ok(&["query", "-X", "DELETE", &format!("{lbs}/192.0.2.10")]);
@@ -657,6 +668,14 @@ async fn real_incus_client() {
         inc(&["set", "ovn1", "192.0.2.10", "user.k=v"]);
         assert_eq!(inc(&["get", "ovn1", "192.0.2.10", "user.k"]), "v\n");
         inc(&["unset", "ovn1", "192.0.2.10", "user.k"]);
+        // The OVN options: set, got, shown, refused with the server's rule, unset.
+        inc(&["set", "ovn1", "192.0.2.10", "ovn.affinity_timeout=60", "ovn.reject=true"]);
+        assert_eq!(inc(&["get", "ovn1", "192.0.2.10", "ovn.affinity_timeout"]), "60\n");
+        assert!(inc(&["show", "ovn1", "192.0.2.10"]).contains("ovn.reject: \"true\""));
+        let (good, _, err) = incus(&["set", "ovn1", "192.0.2.10", "ovn.reject=yes"], None);
+        assert!(!good && err.contains("Invalid value for \"ovn.reject\""), "{err}");
+        inc(&["unset", "ovn1", "192.0.2.10", "ovn.affinity_timeout"]);
+        inc(&["unset", "ovn1", "192.0.2.10", "ovn.reject"]);
         inc(&["set", "ovn1", "192.0.2.10", "description=front", "-p"]);
         assert_eq!(inc(&["get", "ovn1", "192.0.2.10", "description", "-p"]), "front\n");
         // A bad port: the server's rule, printed by incus, exit 1.

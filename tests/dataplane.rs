@@ -1,6 +1,9 @@
 //! The real data plane: connections to the VIPs reach every backend; after a backend
 //! is removed, only the others answer; a checked backend whose listener stops goes
-//! offline and new connections reach only the others, until it comes back.
+//! offline and new connections reach only the others, until it comes back. With
+//! `ovn.affinity_timeout` one client's connections all reach one backend while other
+//! clients are pinned on their own; with `ovn.reject` a VIP with no backend resets at
+//! once where it otherwise drops.
 
 mod common;
 
@@ -243,4 +246,87 @@ async fn a_stopped_udp_backend_goes_offline_on_port_unreachable() {
         (status("c1").await.as_deref() == Some("online")).then_some(())
     })
     .await;
+}
+
+/// The data plane and ovnlbd on its NB, with the networks created.
+async fn dataplane_with_ovnlbd() -> (Ovn, Dataplane, Daemon, ovnlb::cli::Client) {
+    init_tracing();
+    let ovn = Ovn::start();
+    let dp = Dataplane::start(&ovn.sb_db());
+    let d = Daemon::start(&ovn.nb).await;
+    let c = d.client();
+    networks(&c).await;
+    (ovn, dp, d, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn affinity_pins_each_client_to_one_backend() {
+    let (ovn, dp, _d, c) = dataplane_with_ovnlbd().await;
+    let body = json!({"listen_address": "192.0.2.20", "config": {"ovn.affinity_timeout": "60"},
+        "backends": [{"name": "c1", "target_address": "10.0.0.11", "target_port": "8080"},
+                     {"name": "c2", "target_address": "10.0.0.12", "target_port": "8080"}],
+        "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["c1", "c2"]}]});
+    req(
+        &c,
+        Method::POST,
+        "/1.0/networks/ovn1/load-balancers?wait=30",
+        Some(body),
+    )
+    .await
+    .unwrap();
+    hv_sync(&ovn);
+    // Each client's ten connections reach one backend (without affinity they spread:
+    // `connections_reach_every_backend_and_follow_changes`).
+    let pinned = |src: &str| -> BTreeSet<String> {
+        (0..10)
+            .filter_map(|_| dp.curl_from(src, "http://192.0.2.20/", 3).0.ok())
+            .collect()
+    };
+    let first = eventually(60, "the VIP answers", || {
+        let a = pinned("192.0.2.100");
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(first.len(), 1, "one client, one backend: {first:?}");
+    // Other clients are pinned on their own: some land on the other backend (all eight
+    // on the first one's would be a 1 in 256 chance).
+    let mut elsewhere = false;
+    for i in 101..109 {
+        let src = format!("192.0.2.{i}");
+        dp.add_client_address(&format!("{src}/24"));
+        let theirs = pinned(&src);
+        assert_eq!(theirs.len(), 1, "client {src}: {theirs:?}");
+        elsewhere |= theirs != first;
+    }
+    assert!(elsewhere, "every client pinned to {first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_resets_a_vip_with_no_backend_where_it_otherwise_drops() {
+    let (ovn, dp, _d, c) = dataplane_with_ovnlbd().await;
+    let lb = |listen: &str, config: serde_json::Value| {
+        json!({"listen_address": listen, "config": config, "backends": [],
+               "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": []}]})
+    };
+    for body in [
+        lb("192.0.2.21", json!({})),
+        lb("192.0.2.22", json!({"ovn.reject": "true"})),
+    ] {
+        req(
+            &c,
+            Method::POST,
+            "/1.0/networks/ovn1/load-balancers?wait=30",
+            Some(body),
+        )
+        .await
+        .unwrap();
+    }
+    hv_sync(&ovn);
+    // Dropped: curl gives up after its 2 s (exit 28).
+    let (dropped, waited) = dp.curl_from("192.0.2.100", "http://192.0.2.21/", 2);
+    assert_eq!(dropped, Err(28), "no backend, no reject: dropped");
+    // Rejected: refused (exit 7) well inside curl's 1 s.
+    let (refused, took) = dp.curl_from("192.0.2.100", "http://192.0.2.22/", 1);
+    assert_eq!(refused, Err(7), "no backend, ovn.reject: reset");
+    eprintln!("drop: gave up after {waited:?}; reject: refused after {took:?}");
 }

@@ -945,6 +945,46 @@ impl Dataplane {
         }
     }
 
+    /// Give the client namespace another address on the uplink (`a4`: `192.0.2.x/24`),
+    /// another client for [`Dataplane::curl_from`].
+    pub fn add_client_address(&self, a4: &str) {
+        run(Command::new("ip")
+            .args(["netns", "exec", &format!("{}-cl", self.ns)])
+            .args(["ip", "addr", "add", a4, "dev", "eth0"]));
+    }
+
+    /// GET `url` from the client namespace, from source address `src`, giving up after
+    /// `max_secs`: the body, or curl's exit code (7: refused, 28: timed out), and how
+    /// long it took.
+    pub fn curl_from(
+        &self,
+        src: &str,
+        url: &str,
+        max_secs: u32,
+    ) -> (Result<String, i32>, std::time::Duration) {
+        let t = std::time::Instant::now();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-cl", self.ns)])
+            .args([
+                "curl",
+                "-s",
+                "--interface",
+                src,
+                "-m",
+                &max_secs.to_string(),
+                url,
+            ])
+            .output()
+            .unwrap();
+        let took = t.elapsed();
+        let r = if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(out.status.code().unwrap_or(-1))
+        };
+        (r, took)
+    }
+
     /// GET `url` from the client namespace: the body, or `None` on failure.
     pub fn curl(&self, url: &str) -> Option<String> {
         let out = Command::new("ip")
