@@ -442,6 +442,51 @@ fn set_status(ovn: &Ovn, port: &str, status: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checker_that_ipam_could_hand_out_is_warned_of_in_state() {
+    let (ovn, _d, c) = ovn1_with_sb().await;
+    create(&c, checked_lb(json!({"healthcheck": "true"}))).await;
+    let warnings = |c: ovnlb::cli::Client| async move {
+        req(&c, Method::GET, &format!("{LBS}/192.0.2.30/state"), None)
+            .await
+            .unwrap()["healthcheck"]["warnings"]
+            .clone()
+    };
+    // No IPAM on the switch: nothing hands the address out.
+    assert_eq!(warnings(c.clone()).await, json!([]));
+    ovn.nb.nbctl(&[
+        "set",
+        "Logical_Switch",
+        "lxd-net1-ls-int",
+        "other_config:subnet=10.0.0.0/24",
+    ]);
+    let w = eventually_async(20, "a warning", || {
+        let c = c.clone();
+        async move {
+            let w = warnings(c).await;
+            (w != json!([])).then_some(w)
+        }
+    })
+    .await;
+    assert!(
+        w[0].as_str()
+            .unwrap()
+            .contains("10.0.0.254 is not in the switch's other_config:exclude_ips"),
+        "{w}"
+    );
+    ovn.nb.nbctl(&[
+        "set",
+        "Logical_Switch",
+        "lxd-net1-ls-int",
+        "other_config:exclude_ips=\"10.0.0.2..10.0.0.9 10.0.0.254\"",
+    ]);
+    eventually_async(20, "the warning gone", || {
+        let c = c.clone();
+        async move { (warnings(c).await == json!([])).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_reports_each_backend_by_its_target_port_as_sb_has_it() {
     let (ovn, _d, c) = ovn1_with_sb().await;
     create(

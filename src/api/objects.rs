@@ -539,7 +539,12 @@ fn health_state(
         .flatten()
         .map(ToString::to_string)
         .collect();
+    let nb = st.nb.as_deref().filter(|nb| nb.ready());
+    let warnings = nb
+        .map(|nb| health::checker_warnings(net, nb))
+        .unwrap_or_default();
     let settings = json!({
+        "warnings": warnings,
         "interval": hc.interval,
         "timeout": hc.timeout,
         "success_count": hc.success_count,
@@ -559,7 +564,6 @@ fn health_state(
             "OVN southbound database not available",
         ));
     }
-    let nb = st.nb.as_deref().filter(|nb| nb.ready());
     let map = health::backend_health(lb, net, nb, sb);
     let map = serde_json::to_value(map).map_err(ApiError::internal_from)?;
     Ok((map, settings, String::new()))

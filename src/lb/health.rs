@@ -186,6 +186,42 @@ pub fn check_checker(ip: &IpAddr, subnet: &IpNet) -> Result<(), String> {
     Ok(())
 }
 
+/// Why the IPv4 checker `checker` of a switch whose `other_config` has `subnet` (OVN's
+/// IPAM hands out its addresses) and `exclude_ips` may be taken by an instance: it is
+/// not in `exclude_ips` (`None`: the switch has no IPAM, or the address is excluded).
+/// ovnlb never writes `exclude_ips` (the switch is not ours); the operator adds it.
+pub fn checker_unreserved(
+    checker: &IpAddr,
+    subnet: Option<&str>,
+    exclude_ips: Option<&str>,
+) -> Option<String> {
+    let IpAddr::V4(c) = checker else {
+        return None;
+    };
+    subnet.filter(|s| !s.trim().is_empty())?;
+    let excluded = exclude_ips.unwrap_or("").split_whitespace().any(|t| {
+        let (a, b) = t.split_once("..").unwrap_or((t, t));
+        match (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>()) {
+            (Ok(a), Ok(b)) => a <= *c && *c <= b,
+            _ => false,
+        }
+    });
+    (!excluded).then(|| {
+        format!("the health-check address {c} is not in the switch's other_config:exclude_ips: OVN's IPAM may give it to an instance, whose traffic the checks would then take; add it there")
+    })
+}
+
+/// [`checker_unreserved`] of `net`'s IPv4 checker on its switch as `nb` has it.
+pub fn checker_warnings(net: &OvnNetwork, nb: &dyn NbFacts) -> Vec<String> {
+    let Some(c) = net.checker4 else {
+        return Vec::new();
+    };
+    let (subnet, exclude) = nb.switch_ipam(&net.switch);
+    checker_unreserved(&c, subnet.as_deref(), exclude.as_deref())
+        .into_iter()
+        .collect()
+}
+
 /// The `ip_port_mappings` key of a backend: the canonical address, IPv6 bracketed.
 pub fn mapping_key(ip: &IpAddr) -> String {
     match ip {
@@ -444,6 +480,26 @@ pub fn backend_health(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checker_outside_exclude_ips_of_an_ipam_switch_is_warned_of() {
+        let c: IpAddr = "10.0.0.254".parse().unwrap();
+        let warn = |subnet, ex| checker_unreserved(&c, subnet, ex).is_some();
+        assert!(warn(Some("10.0.0.0/24"), None));
+        assert!(warn(
+            Some("10.0.0.0/24"),
+            Some("10.0.0.1 10.0.0.2..10.0.0.20")
+        ));
+        assert!(!warn(
+            Some("10.0.0.0/24"),
+            Some("10.0.0.1 10.0.0.250..10.0.0.254")
+        ));
+        assert!(!warn(Some("10.0.0.0/24"), Some("10.0.0.254")));
+        assert!(!warn(None, None), "no IPAM, nothing hands it out");
+        assert!(
+            checker_unreserved(&"fd00::fffe".parse().unwrap(), Some("10.0.0.0/24"), None).is_none()
+        );
+    }
 
     fn cfg(pairs: &[(&str, &str)]) -> Config {
         pairs

@@ -74,6 +74,11 @@ pub trait NbFacts: Send + Sync {
             .map(|ip| self.ports_carrying(switch, ip))
             .collect()
     }
+    /// `other_config:subnet` and `other_config:exclude_ips` of the switch named
+    /// `switch` (its IPv4 IPAM), when it is unique and has them.
+    fn switch_ipam(&self, _switch: &str) -> (Option<String>, Option<String>) {
+        (None, None)
+    }
     /// northd's version, from `NB_Global options:northd_internal_version` (`None`: NB
     /// does not say, e.g. northd never ran).
     fn northd_version(&self) -> Option<super::options::NorthdVersion> {

@@ -26,6 +26,7 @@ use super::memo::{Object, PortReaders, Recording, Rendered};
 use super::plan::{self, Plan};
 use super::schedule::{Reason, Schedule};
 use super::Error;
+use crate::lb::health;
 use crate::lb::model::{AnyObject, Network, Object as _, ObjectKind};
 use crate::lb::network;
 use crate::lb::render::keys;
@@ -121,6 +122,8 @@ pub struct Controller {
     targets: HashMap<Uuid, Arc<CacheRow>>,
     /// Which checked keys read which switch ports.
     readers: PortReaders,
+    /// What was last logged of each network's checker address ([`health::checker_warnings`]).
+    checker_warned: HashMap<String, Vec<String>>,
 }
 
 /// Switch ports of no switch: what an object without health checks renders with (its
@@ -201,6 +204,7 @@ impl Controller {
             records: Records::default(),
             rendered: HashMap::default(),
             readers: PortReaders::default(),
+            checker_warned: HashMap::default(),
             metrics: Arc::new(Metrics::default()),
             store_feed: None,
             targets: HashMap::default(),
@@ -561,13 +565,19 @@ impl Controller {
             // Only checked objects read NB's switch ports: the others take no lock.
             let checked = matches!(object, Some(Object::Lb(lb, _)) if lb.checks_health());
             let r = if checked {
-                let (r, asked, answered) = self.session.cache().read(|v| {
+                let (r, asked, answered, warnings) = self.session.cache().read(|v| {
                     let ports = Recording::new(v);
                     let r = Rendered::new(owner, net, object, max, &ports);
                     let (asked, answered) = ports.into_parts();
-                    (r, asked, answered)
+                    (r, asked, answered, health::checker_warnings(net, v))
                 });
                 self.readers.record(key, asked, answered);
+                if self.checker_warned.get(&net.name) != Some(&warnings) {
+                    for w in &warnings {
+                        warn!(network = %net.name, "{w}");
+                    }
+                    self.checker_warned.insert(net.name.clone(), warnings);
+                }
                 r
             } else {
                 self.readers.forget(key);

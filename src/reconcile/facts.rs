@@ -119,6 +119,18 @@ impl NbFacts for CacheView {
         NorthdVersion::parse(&northd_internal_version(self)?)
     }
 
+    fn switch_ipam(&self, switch: &str) -> (Option<String>, Option<String>) {
+        let switches = self.find_by(LogicalSwitch::NAME, "name", switch);
+        let [sw] = switches.as_slice() else {
+            return (None, None);
+        };
+        let c = sw.get("other_config");
+        (
+            c.map_get("subnet").map(str::to_owned),
+            c.map_get("exclude_ips").map(str::to_owned),
+        )
+    }
+
     fn gauges(&self, owner: &str) -> NbGauges {
         NbGauges {
             connected: false,
@@ -160,6 +172,10 @@ impl NbFacts for Session {
 
     fn northd_version(&self) -> Option<NorthdVersion> {
         self.cache().read(|v| v.northd_version())
+    }
+
+    fn switch_ipam(&self, switch: &str) -> (Option<String>, Option<String>) {
+        self.cache().read(|v| v.switch_ipam(switch))
     }
 
     fn gauges(&self, owner: &str) -> NbGauges {
