@@ -515,7 +515,7 @@ async fn state_reports_each_backend_by_its_target_port_as_sb_has_it() {
     assert_eq!(
         s["healthcheck"],
         json!({"interval": 2, "timeout": 30, "success_count": 3, "failure_count": 3,
-               "source_addresses": ["10.0.0.254", "fd00::ffff:ffff:ffff:fffe"]})
+               "source_addresses": ["10.0.0.254", "fd00::ffff:ffff:ffff:fffe"], "warnings": []})
     );
     assert_eq!(s["backend_health_error"], "");
     set_status(&ovn, "c1", "offline");
