@@ -125,10 +125,12 @@ fn wait_for_port_open(port: u16) {
     }
 }
 
-fn wait_for_file(p: &Path) {
+/// Until a unix socket takes connections (its file appears at `bind`, before `listen`:
+/// a client in between is refused).
+fn wait_for_socket(p: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !p.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", p.display());
+    while std::os::unix::net::UnixStream::connect(p).is_err() {
+        assert!(Instant::now() < deadline, "{} never listened", p.display());
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -282,7 +284,7 @@ impl OvsdbServer {
         if let Some(port) = ssl_port {
             wait_for_port_open(port);
         }
-        wait_for_file(&sock);
+        wait_for_socket(&sock);
         OvsdbServer {
             dir,
             child,
@@ -308,7 +310,7 @@ impl OvsdbServer {
         let argv: Vec<&str> = self.args.iter().map(String::as_str).collect();
         self.child = spawn(&argv, self.dir.path());
         self.tcp_port = wait_for_port(&self.dir.path().join("nb.log"), 0, self.ssl_port);
-        wait_for_file(&self.sock);
+        wait_for_socket(&self.sock);
     }
 
     /// Run `ovsdb-tool transact` on the database file (server stopped).
@@ -656,7 +658,7 @@ impl Ovn {
             ],
             p,
         );
-        wait_for_file(&sb_sock);
+        wait_for_socket(&sb_sock);
         let northd = spawn(
             &[
                 "ovn-northd",
@@ -799,7 +801,7 @@ impl Dataplane {
                 "--no-chdir",
             ],
         );
-        wait_for_file(&d.join("db.sock"));
+        wait_for_socket(&d.join("db.sock"));
         let vsctl = |args: &[&str]| {
             run(Command::new("ovs-vsctl")
                 .arg(format!("--db={db}"))
