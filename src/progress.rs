@@ -39,9 +39,10 @@ pub struct Status {
     closed: CancellationToken,
 }
 
-/// [`Status::wait_for`] gave up because the daemon is shutting down.
+/// [`Status::wait_for`] gave up because the controller stopped: the daemon is shutting
+/// down, or another ovnlbd fenced it out of NB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the server is shutting down")]
+#[error("no controller applies changes here (the server is shutting down, or another ovnlbd took over NB for this owner)")]
 pub struct Closed;
 
 impl Status {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::fence::Fence;
 use super::memo::{listen_rows, topology, Rendered, Seen};
 use super::plan::{self, Op, Plan, PlanError};
 use crate::fasthash::{HashMap, HashSet};
@@ -72,7 +73,19 @@ fn guard(t: &mut Transaction, uuid: Uuid, observed: &LoadBalancer) {
 /// and that every row updated or deleted still has what the plan read, then the
 /// operations, with one mutate per router or switch for the attachments.
 pub fn transaction(plan: &Plan, schema: &Arc<DatabaseSchema>) -> Transaction {
+    fenced_transaction(plan, schema, None)
+}
+
+/// [`transaction`], starting with `fence`'s guard when there is one.
+pub fn fenced_transaction(
+    plan: &Plan,
+    schema: &Arc<DatabaseSchema>,
+    fence: Option<&Fence>,
+) -> Transaction {
     let mut t = Transaction::with_schema(schema.clone());
+    if let Some(f) = fence {
+        f.guard(&mut t);
+    }
     t.comment(&format!("ovnlb: network {}", plan.network));
     for (table, target) in [
         ("Logical_Router", &plan.router),
@@ -205,16 +218,22 @@ pub enum Outcome {
     Replan(Error),
     /// Refused for good, or NB could not be reached.
     Failed(Error),
+    /// Refused by the fence: another writer holds NB for this owner.
+    Fenced(Error),
 }
 
-/// Commit a plan as one transaction ([`transaction`]); a plan with no operations sends
-/// nothing.
-pub async fn commit(session: &Session, plan: &Plan) -> Outcome {
+/// Commit a plan as one transaction ([`fenced_transaction`]); a plan with no operations
+/// sends nothing.
+pub async fn commit(session: &Session, plan: &Plan, fence: Option<&Fence>) -> Outcome {
     if plan.ops.is_empty() {
         return Outcome::Applied;
     }
-    match session.transact(&transaction(plan, session.schema())).await {
+    match session
+        .transact(&fenced_transaction(plan, session.schema(), fence))
+        .await
+    {
         Ok(_) => Outcome::Applied,
+        Err(e) if fence.is_some() && Fence::refused(&e) => Outcome::Fenced(e),
         Err(e) if is_replannable(&e) => Outcome::Replan(e),
         Err(e) => Outcome::Failed(e),
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, debug_span, info, info_span, warn, Instrument};
+use tracing::{debug, debug_span, error, info, info_span, warn, Instrument};
 use uuid::Uuid;
 
 use super::apply::{self, Outcome, Records};
@@ -48,6 +48,10 @@ pub struct ControllerOptions {
     pub resync_every: Duration,
     /// Most keys per transaction.
     pub batch: usize,
+    /// Who claims the NB fence of the owner ([`super::fence`]) before writing, and
+    /// guards every transaction with it (`None`: no fence, for a program that is the
+    /// owner's only writer by construction).
+    pub fence_holder: Option<String>,
 }
 
 impl Default for ControllerOptions {
@@ -57,8 +61,20 @@ impl Default for ControllerOptions {
             limits: Limits::default(),
             resync_every: Duration::from_secs(60),
             batch: 256,
+            fence_holder: Some(default_holder()),
         }
     }
+}
+
+/// A holder name unique to this process: `<host>-<pid>-<random>`.
+pub fn default_holder() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ovnlbd".into());
+    let r = Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &r[..8])
 }
 
 /// The UUIDs in exactly one of two sorted reference sets.
@@ -122,6 +138,10 @@ pub struct Controller {
     targets: HashMap<Uuid, Arc<CacheRow>>,
     /// Which checked keys read which switch ports.
     readers: PortReaders,
+    /// The NB fence this controller holds (none before it is claimed, or without one).
+    fence: Option<super::fence::Fence>,
+    /// Set when another writer took the fence: this controller stops, for good.
+    fenced_out: Option<String>,
     /// What was last logged of each network's checker address ([`health::checker_warnings`]).
     checker_warned: HashMap<String, Vec<String>>,
 }
@@ -205,6 +225,8 @@ impl Controller {
             rendered: HashMap::default(),
             readers: PortReaders::default(),
             checker_warned: HashMap::default(),
+            fence: None,
+            fenced_out: None,
             metrics: Arc::new(Metrics::default()),
             store_feed: None,
             targets: HashMap::default(),
@@ -246,6 +268,24 @@ impl Controller {
             .session
             .cache()
             .read(super::facts::northd_internal_version);
+        if let Some(holder) = self.opts.fence_holder.clone() {
+            let owner = self.opts.owner.clone();
+            loop {
+                let before = super::fence::current(&self.session, &owner);
+                match super::fence::claim(&self.session, &owner, &holder).await {
+                    Ok(f) => {
+                        info!(token = %f.token, previous = before.as_deref().unwrap_or("none"), "NB fence claimed: this ovnlbd is the only writer of owner {owner}");
+                        self.fence = Some(f);
+                        break;
+                    }
+                    Err(e) => warn!(error = %e, "claiming the NB fence; will retry"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = cancel.cancelled() => return,
+                }
+            }
+        }
         info!(
             northd = northd.as_deref().unwrap_or("unknown (not in NB_Global options)"),
             "health checks on this OVN: UDP checks detect closed ports only, not dead hosts; a backend never probed is in service (pending); before 23.03.3 failures and successes count cumulatively; one unused address per network and family probes; only backends on the internal switch can be checked"
@@ -282,6 +322,12 @@ impl Controller {
             let c = nb_feed.try_changed();
             if !c.is_empty() {
                 self.on_nb(c);
+            }
+            if let Some(by) = &self.fenced_out {
+                // Another ovnlbd writes NB for this owner now: stop, and never retry.
+                error!(owner = %self.opts.owner, token = %by, "fenced out of NB: another ovnlbd claimed this owner's fence; this one stops reconciling (restart it to claim again)");
+                self.status.close();
+                return;
             }
         }
         info!("controller stopped");
@@ -462,6 +508,17 @@ impl Controller {
                             }
                         }
                     }
+                    "NB_Global" => {
+                        if let Some(f) = &self.fence {
+                            let now = v
+                                .get(table, uuid)
+                                .and_then(|r| r.get("external_ids").map_get(&f.key))
+                                .map(str::to_owned);
+                            if !f.holds(now.as_deref()) {
+                                self.fenced_out = Some(now.unwrap_or_else(|| "(removed)".into()));
+                            }
+                        }
+                    }
                     "Logical_Switch_Port" => {
                         // Checked rows map their backends through switch ports: the keys
                         // this port answered, or that ask for an address it carries now,
@@ -619,6 +676,9 @@ impl Controller {
         let batch = self.opts.batch.max(1);
         let mut due = due.into_iter().peekable();
         while let Some(first) = due.next() {
+            if self.fenced_out.is_some() {
+                break;
+            }
             let network = first.0 .0.clone();
             let mut chunk = vec![first];
             while chunk.len() < batch {
@@ -684,7 +744,7 @@ impl Controller {
         self.status.set_network_error(&net.name, None);
         if !plan.ops.is_empty() {
             let committing = std::time::Instant::now();
-            let outcome = apply::commit(&self.session, &plan).await;
+            let outcome = apply::commit(&self.session, &plan, self.fence.as_ref()).await;
             self.metrics.commit_seconds.observe(committing.elapsed());
             match outcome {
                 Outcome::Applied => {
@@ -719,6 +779,14 @@ impl Controller {
                         source: e,
                     };
                     return self.fail(keys, &e);
+                }
+                Outcome::Fenced(_) => {
+                    let now = self.fence.as_ref().and_then(|f| {
+                        super::fence::current(&self.session, &self.opts.owner)
+                            .filter(|t| *t != f.token)
+                    });
+                    self.fenced_out = Some(now.unwrap_or_else(|| "(unknown)".into()));
+                    return;
                 }
             }
         }
@@ -809,9 +877,12 @@ impl Controller {
             .read(|v| plan::plan_removal(&self.opts.owner, |n| n == Some(network), v));
         if !ops.is_empty() {
             let plan = Plan::removal(network, ops);
-            if let Outcome::Replan(e) | Outcome::Failed(e) =
-                apply::commit(&self.session, &plan).await
-            {
+            let outcome = apply::commit(&self.session, &plan, self.fence.as_ref()).await;
+            if let Outcome::Fenced(_) = outcome {
+                self.fenced_out = Some("(another writer)".into());
+                return;
+            }
+            if let Outcome::Replan(e) | Outcome::Failed(e) = outcome {
                 warn!(network, error = %e, "removing a network's rows failed; will retry");
                 self.schedule.remove_network(network);
                 return;

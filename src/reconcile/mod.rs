@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod controller;
 pub mod facts;
+pub mod fence;
 mod memo;
 pub mod plan;
 mod schedule;
@@ -168,7 +169,7 @@ async fn apply(
             network: plan.network.clone(),
             source,
         };
-        match apply::commit(session, &plan).await {
+        match apply::commit(session, &plan, None).await {
             Outcome::Applied => {
                 info!(network = %plan.network, ops = plan.ops.len(), "applied");
                 return Ok(plan);
@@ -190,7 +191,9 @@ async fn apply(
                     return Ok(plan);
                 }
             }
-            Outcome::Replan(e) | Outcome::Failed(e) => return Err(commit_error(e)),
+            Outcome::Replan(e) | Outcome::Failed(e) | Outcome::Fenced(e) => {
+                return Err(commit_error(e))
+            }
         }
     }
 }
