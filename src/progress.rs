@@ -37,6 +37,20 @@ pub struct Status {
     changed: Arc<tokio::sync::Notify>,
     /// Cancelled when the daemon shuts down: every waiter is answered at once.
     closed: CancellationToken,
+    /// Whether this controller writes NB ([`Writer`]).
+    writer: Arc<Mutex<Writer>>,
+}
+
+/// Whether a controller writes NB, as its NB fence says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Writer {
+    /// `starting` (before NB is ready), `claiming`, `active`, `fenced-out`, or
+    /// `unfenced` (a controller run without a fence).
+    pub state: &'static str,
+    /// Its token while `active`; the other writer's when `fenced-out`.
+    pub token: String,
+    /// Since when (seconds since the Unix epoch; 0 before anything happened).
+    pub since: u64,
 }
 
 /// [`Status::wait_for`] gave up because the controller stopped: the daemon is shutting
@@ -93,6 +107,31 @@ impl Status {
     /// Answer every waiter of [`Status::wait_for`], now and later, with [`Closed`].
     pub fn close(&self) {
         self.closed.cancel();
+    }
+
+    /// Set whether this controller writes NB.
+    pub fn set_writer(&self, state: &'static str, token: &str) {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        *lock(&self.writer) = Writer {
+            state,
+            token: token.to_owned(),
+            since,
+        };
+    }
+
+    /// Whether this controller writes NB.
+    pub fn writer(&self) -> Writer {
+        let w = lock(&self.writer).clone();
+        if w.state.is_empty() {
+            Writer {
+                state: "starting",
+                ..w
+            }
+        } else {
+            w
+        }
     }
 
     /// (keys known, keys whose last attempt failed).

@@ -168,8 +168,15 @@ pub const API_EXTENSIONS: &[&str] = &[
     "ovnlb_write_wait",
 ];
 
-async fn server_info(Query(q): Query<Common>) -> Result<Response, ApiError> {
+async fn server_info(
+    State(st): State<AppState>,
+    Query(q): Query<Common>,
+) -> Result<Response, ApiError> {
     q.check_project()?;
+    let writer = st.status.as_ref().map(|s| {
+        let w = s.writer();
+        json!({"state": w.state, "token": w.token, "since": w.since})
+    });
     Ok(response::sync(json!({
         "api_extensions": API_EXTENSIONS,
         "api_status": "stable",
@@ -187,6 +194,8 @@ async fn server_info(Query(q): Query<Common>) -> Result<Response, ApiError> {
             "project": "default",
             "storage": "",
             "storage_version": "",
+            // Whether this node's controller writes NB (its NB fence), since when.
+            "ovnlb_reconciler": writer,
         },
     })))
 }
@@ -224,6 +233,17 @@ pub fn metrics_text(st: &AppState) -> String {
             "ovnlb_keys_failing",
             "Of those, the ones whose last reconcile failed.",
             failing as f64,
+        ));
+        let w = status.writer();
+        gauges.push((
+            "ovnlb_reconciler_active",
+            "1 while this node's controller holds the NB fence and writes NB.",
+            f64::from(u8::from(w.state == "active")),
+        ));
+        gauges.push((
+            "ovnlb_reconciler_since_seconds",
+            "Since when (Unix time) the controller is in its present state.",
+            w.since as f64,
         ));
     }
     let mut text = match &st.metrics {

@@ -270,11 +270,13 @@ impl Controller {
             .read(super::facts::northd_internal_version);
         if let Some(holder) = self.opts.fence_holder.clone() {
             let owner = self.opts.owner.clone();
+            self.status.set_writer("claiming", "");
             loop {
                 let before = super::fence::current(&self.session, &owner);
                 match super::fence::claim(&self.session, &owner, &holder).await {
                     Ok(f) => {
                         info!(token = %f.token, previous = before.as_deref().unwrap_or("none"), "NB fence claimed: this ovnlbd is the only writer of owner {owner}");
+                        self.status.set_writer("active", &f.token);
                         self.fence = Some(f);
                         break;
                     }
@@ -285,6 +287,8 @@ impl Controller {
                     _ = cancel.cancelled() => return,
                 }
             }
+        } else {
+            self.status.set_writer("unfenced", "");
         }
         info!(
             northd = northd.as_deref().unwrap_or("unknown (not in NB_Global options)"),
@@ -326,6 +330,7 @@ impl Controller {
             if let Some(by) = &self.fenced_out {
                 // Another ovnlbd writes NB for this owner now: stop, and never retry.
                 error!(owner = %self.opts.owner, token = %by, "fenced out of NB: another ovnlbd claimed this owner's fence; this one stops reconciling (restart it to claim again)");
+                self.status.set_writer("fenced-out", by);
                 self.status.close();
                 return;
             }
