@@ -185,19 +185,7 @@ async fn switch_ports(ovn: &Ovn, n: usize) {
         ]);
         ports.push(t.insert("Logical_Switch_Port", row));
     }
-    t.mutate(
-        "Logical_Switch",
-        vec![Condition::new(
-            "name",
-            Function::Eq,
-            Datum::scalar("lxd-net1-ls-int"),
-        )],
-        vec![Mutation::new(
-            "ports",
-            Mutator::Insert,
-            Datum::from_atoms(ports.into_iter().collect::<Vec<Atom>>()),
-        )],
-    );
+    attach(&mut t, ports);
     s.transact(&t).await.unwrap();
     s.shutdown();
 }
@@ -227,14 +215,8 @@ fn cpu_s(pid: u32) -> f64 {
     f.iter().sum::<u64>() as f64 / hz
 }
 
-/// One switch port on the internal switch, in its own transaction.
-async fn add_port(s: &ovnlb::ovsdb::Session, name: &str, mac: &str, ip: &str) {
-    let mut t = s.transaction();
-    let row = Row::from([
-        ("name".to_owned(), Datum::scalar(name)),
-        ("addresses".to_owned(), Datum::set([format!("{mac} {ip}")])),
-    ]);
-    let port = t.insert("Logical_Switch_Port", row);
+/// Add `ports` (inserted in `t`) to the internal switch.
+fn attach(t: &mut ovnlb::ovsdb::Transaction, ports: Vec<Atom>) {
     t.mutate(
         "Logical_Switch",
         vec![Condition::new(
@@ -245,9 +227,20 @@ async fn add_port(s: &ovnlb::ovsdb::Session, name: &str, mac: &str, ip: &str) {
         vec![Mutation::new(
             "ports",
             Mutator::Insert,
-            Datum::from_atoms(vec![port]),
+            Datum::from_atoms(ports),
         )],
     );
+}
+
+/// One switch port on the internal switch, in its own transaction.
+async fn add_port(s: &ovnlb::ovsdb::Session, name: &str, mac: &str, ip: &str) {
+    let mut t = s.transaction();
+    let row = Row::from([
+        ("name".to_owned(), Datum::scalar(name)),
+        ("addresses".to_owned(), Datum::set([format!("{mac} {ip}")])),
+    ]);
+    let port = t.insert("Logical_Switch_Port", row);
+    attach(&mut t, vec![port]);
     s.transact(&t).await.unwrap();
 }
 

@@ -248,6 +248,18 @@ async fn a_stopped_udp_backend_goes_offline_on_port_unreachable() {
     .await;
 }
 
+/// Create a load balancer of `ovn1` and wait until NB holds it.
+async fn create_lb(c: &ovnlb::cli::Client, body: serde_json::Value) {
+    req(
+        c,
+        Method::POST,
+        "/1.0/networks/ovn1/load-balancers?wait=30",
+        Some(body),
+    )
+    .await
+    .unwrap();
+}
+
 /// The data plane and ovnlbd on its NB, with the networks created.
 async fn dataplane_with_ovnlbd() -> (Ovn, Dataplane, Daemon, ovnlb::cli::Client) {
     init_tracing();
@@ -266,14 +278,7 @@ async fn affinity_pins_each_client_to_one_backend() {
         "backends": [{"name": "c1", "target_address": "10.0.0.11", "target_port": "8080"},
                      {"name": "c2", "target_address": "10.0.0.12", "target_port": "8080"}],
         "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["c1", "c2"]}]});
-    req(
-        &c,
-        Method::POST,
-        "/1.0/networks/ovn1/load-balancers?wait=30",
-        Some(body),
-    )
-    .await
-    .unwrap();
+    create_lb(&c, body).await;
     hv_sync(&ovn);
     // Each client's ten connections reach one backend (without affinity they spread:
     // `connections_reach_every_backend_and_follow_changes`).
@@ -312,14 +317,7 @@ async fn reject_resets_a_vip_with_no_backend_where_it_otherwise_drops() {
         lb("192.0.2.21", json!({})),
         lb("192.0.2.22", json!({"ovn.reject": "true"})),
     ] {
-        req(
-            &c,
-            Method::POST,
-            "/1.0/networks/ovn1/load-balancers?wait=30",
-            Some(body),
-        )
-        .await
-        .unwrap();
+        create_lb(&c, body).await;
     }
     hv_sync(&ovn);
     // Dropped: curl gives up after its 2 s (exit 28).

@@ -427,18 +427,9 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// Set the status of c1's monitors by hand (as ovn-controller would).
+/// Set the status of `port`'s monitors by hand (as ovn-controller would).
 fn set_status(ovn: &Ovn, port: &str, status: &str) {
-    let uuids = run(Command::new("ovn-sbctl")
-        .arg(format!("--db={}", ovn.sb_db()))
-        .args(["--bare", "--columns=_uuid", "find", "Service_Monitor"])
-        .arg(format!("logical_port={port}")));
-    for u in uuids.split_whitespace() {
-        run(Command::new("ovn-sbctl")
-            .arg(format!("--db={}", ovn.sb_db()))
-            .args(["set", "Service_Monitor", u])
-            .arg(format!("status={status}")));
-    }
+    set_monitor_status(ovn, Some(port), status);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

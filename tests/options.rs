@@ -143,17 +143,9 @@ async fn selection_fields_become_the_hash_fields_of_the_balancing() {
     assert!(!lflows(&ovn).contains("hash_fields"));
 }
 
-/// Set every `Service_Monitor` of the VIP's backends `status`, as ovn-controller would.
+/// Set every `Service_Monitor` `status`, as ovn-controller would.
 fn set_monitors(ovn: &Ovn, status: &str) {
-    let uuids = run(Command::new("ovn-sbctl")
-        .arg(format!("--db={}", ovn.sb_db()))
-        .args(["--bare", "--columns=_uuid", "list", "Service_Monitor"]));
-    for u in uuids.split_whitespace() {
-        run(Command::new("ovn-sbctl")
-            .arg(format!("--db={}", ovn.sb_db()))
-            .args(["set", "Service_Monitor", u])
-            .arg(format!("status={status}")));
-    }
+    set_monitor_status(ovn, None, status);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1022,6 +1022,27 @@ impl Drop for Dataplane {
     }
 }
 
+/// Set the status of SB's `Service_Monitor` rows by hand, as ovn-controller would: those
+/// of switch port `port`, or all of them.
+pub fn set_monitor_status(ovn: &Ovn, port: Option<&str>, status: &str) {
+    let mut find = Command::new("ovn-sbctl");
+    find.arg(format!("--db={}", ovn.sb_db())).args([
+        "--bare",
+        "--columns=_uuid",
+        "find",
+        "Service_Monitor",
+    ]);
+    if let Some(p) = port {
+        find.arg(format!("logical_port={p}"));
+    }
+    for u in run(&mut find).split_whitespace() {
+        run(Command::new("ovn-sbctl")
+            .arg(format!("--db={}", ovn.sb_db()))
+            .args(["set", "Service_Monitor", u])
+            .arg(format!("status={status}")));
+    }
+}
+
 /// A network object for tests.
 pub fn net(name: &str, kind: &str, cfg: &[(&str, &str)]) -> ovnlb::lb::model::Network {
     ovnlb::lb::model::Network {
