@@ -217,6 +217,11 @@ fn cpu_s(pid: u32) -> f64 {
 
 /// Add `ports` (inserted in `t`) to the internal switch.
 fn attach(t: &mut ovnlb::ovsdb::Transaction, ports: Vec<Atom>) {
+    mutate_ports(t, Mutator::Insert, ports);
+}
+
+/// Insert `ports` into, or delete them from, the internal switch's `ports`.
+fn mutate_ports(t: &mut ovnlb::ovsdb::Transaction, m: Mutator, ports: Vec<Atom>) {
     t.mutate(
         "Logical_Switch",
         vec![Condition::new(
@@ -224,11 +229,7 @@ fn attach(t: &mut ovnlb::ovsdb::Transaction, ports: Vec<Atom>) {
             Function::Eq,
             Datum::scalar("lxd-net1-ls-int"),
         )],
-        vec![Mutation::new(
-            "ports",
-            Mutator::Insert,
-            Datum::from_atoms(ports),
-        )],
+        vec![Mutation::new("ports", m, Datum::from_atoms(ports))],
     );
 }
 
@@ -273,24 +274,13 @@ async fn churn(ovn: &Ovn, pid: u32) -> (f64, f64) {
     let spent = cpu_s(pid) - before;
     // b0 recreated as b0-new (same address): until NB's mapping names b0-new.
     let mut t = s.transaction();
-    t.mutate(
-        "Logical_Switch",
-        vec![Condition::new(
-            "name",
-            Function::Eq,
-            Datum::scalar("lxd-net1-ls-int"),
-        )],
-        vec![Mutation::new(
-            "ports",
-            Mutator::Delete,
-            Datum::from_atoms(s.cache().read(|v| {
-                v.find_by("Logical_Switch_Port", "name", "b0")
-                    .iter()
-                    .map(|r| Atom::Uuid(r.uuid))
-                    .collect::<Vec<_>>()
-            })),
-        )],
-    );
+    let b0 = s.cache().read(|v| {
+        v.find_by("Logical_Switch_Port", "name", "b0")
+            .iter()
+            .map(|r| Atom::Uuid(r.uuid))
+            .collect::<Vec<_>>()
+    });
+    mutate_ports(&mut t, Mutator::Delete, b0);
     s.transact(&t).await.unwrap();
     let t0 = Instant::now();
     add_port(&s, "b0-new", "0a:02:00:00:00:00", &backend(0)).await;
