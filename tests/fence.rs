@@ -1,6 +1,7 @@
 //! The NB fence against real NB + northd: two ovnlbd on one NB for one owner never both
 //! write. The later one claims the fence; the earlier one's writes are refused by the
-//! guard and it steps down, for good. Racing claims never share an epoch.
+//! guard and it steps down, for good. Racing claims never share an epoch. On a Raft
+//! cluster the guard holds through a follower, where a lock is granted twice.
 
 mod common;
 
@@ -165,6 +166,70 @@ async fn racing_claims_never_share_an_epoch() {
     let last = won.iter().find(|f| f.token.ends_with(":4")).unwrap();
     assert_eq!(token(&ovn).as_deref(), Some(last.token.as_str()));
     for s in sessions {
+        s.shutdown();
+    }
+}
+
+/// Why a lock is never the fence: on a Raft cluster each member keeps its own lock
+/// table, so the same lock is granted on two members at once (`ha-design.md` §2.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ovsdb_lock_is_granted_on_two_cluster_members_at_once() {
+    init_tracing();
+    let cluster = Cluster::start();
+    let cfg = ovnlb::ovsdb::ConnectConfig::default();
+    let a = connect(&cluster.members[0].remote(), &cfg).await;
+    let b = connect(&cluster.members[1].remote(), &cfg).await;
+    assert!(a.lock("ovnlbd").await.unwrap(), "granted on member 0");
+    assert!(
+        b.lock("ovnlbd").await.unwrap(),
+        "granted on member 1 as well"
+    );
+}
+
+/// The token is replicated data, so the guard holds whichever member a writer reaches:
+/// a claim made through one member fences a writer talking to a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_holds_through_a_follower_of_the_cluster() {
+    use ovnlb::ovsdb::{Row, SessionConfig, Transaction};
+    use ovnlb::reconcile::fence;
+    init_tracing();
+    let cluster = Cluster::start();
+    let leader = eventually(30, "a leader", || cluster.leader()).await;
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let pinned = |i: usize| {
+        let mut cfg = SessionConfig::new(vec![cluster.members[i].remote()], nb_schema())
+            .tables(&["NB_Global", "Load_Balancer"]);
+        cfg.leader_only = false;
+        ovnlb::ovsdb::Session::start(cfg).unwrap()
+    };
+    let (on_leader, on_follower) = (pinned(leader), pinned(follower));
+    for s in [&on_leader, &on_follower] {
+        s.cache().wait_ready().await;
+    }
+    let stale = fence::claim(&on_follower, "ovnlb", "old").await.unwrap();
+    let fresh = fence::claim(&on_leader, "ovnlb", "new").await.unwrap();
+    assert_eq!(
+        (stale.token.as_str(), fresh.token.as_str()),
+        ("old:1", "new:2")
+    );
+    // The old holder writes through the follower: refused by the guard.
+    let mut t = Transaction::with_schema(on_follower.schema().clone());
+    stale.guard(&mut t);
+    t.insert(
+        "Load_Balancer",
+        Row::from([("name".to_owned(), ovnlb::ovsdb::Datum::scalar("stale"))]),
+    );
+    let e = on_follower.transact(&t).await.expect_err("fenced");
+    assert!(fence::Fence::refused(&e), "{e}");
+    // The new holder writes through the follower too.
+    let mut t = Transaction::with_schema(on_follower.schema().clone());
+    fresh.guard(&mut t);
+    t.insert(
+        "Load_Balancer",
+        Row::from([("name".to_owned(), ovnlb::ovsdb::Datum::scalar("fresh"))]),
+    );
+    on_follower.transact(&t).await.unwrap();
+    for s in [on_leader, on_follower] {
         s.shutdown();
     }
 }
