@@ -532,10 +532,11 @@ impl Controller {
                             .get(table, uuid)
                             .map(|r| crate::nb::port_addresses(r).collect())
                             .unwrap_or_default();
+                        // (Only checked renders are recorded as readers.)
                         for k in self.readers.readers(uuid, &carries) {
-                            if self.rendered.get(&k).is_some_and(|r| r.checked) {
+                            if self.objects.contains_key(&k) {
                                 self.rendered.remove(&k);
-                                self.schedule.mark(k, Reason::Topology);
+                                self.schedule.reread(k, Reason::Topology);
                             }
                         }
                     }

@@ -120,6 +120,14 @@ impl Schedule {
         self.dirty.insert(key, Reason::Stored);
     }
 
+    /// Something the key's rendering read changed (a switch port its backends map
+    /// through): dirty, and due at once, since that change may be the fix of its last
+    /// failure (an instance's port recreated under a new name).
+    pub(crate) fn reread(&mut self, key: Key, why: Reason) {
+        self.backoff.remove(&key);
+        self.dirty.insert(key, why);
+    }
+
     /// Whether nothing is dirty and no network waits for removal.
     pub(crate) fn is_idle(&self) -> bool {
         self.dirty.is_empty() && self.removed.is_empty()
@@ -276,5 +284,16 @@ mod tests {
         s.failed(&k, now);
         s.changed(k.clone());
         assert_eq!(s.take_due(now), vec![(k, Reason::Stored)]);
+    }
+
+    #[test]
+    fn a_key_whose_switch_port_changed_is_due_at_once() {
+        let mut s = Schedule::default();
+        let now = Instant::now();
+        let k = key("c");
+        s.failed(&k, now);
+        assert!(s.take_due(now).is_empty(), "backing off");
+        s.reread(k.clone(), Reason::Topology);
+        assert_eq!(s.take_due(now), vec![(k, Reason::Topology)]);
     }
 }
