@@ -259,9 +259,6 @@ pub fn check_with_nb(
     }
     struct Ports<'a>(&'a dyn NbFacts);
     impl SwitchPorts for Ports<'_> {
-        fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
-            self.0.ports_carrying(switch, ip)
-        }
         fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
             self.0.ports_carrying_each(switch, ips)
         }

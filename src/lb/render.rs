@@ -73,12 +73,14 @@ pub struct DesiredHealthCheck {
 /// a network's internal switch, as NB has them now: what a backend's health check is
 /// mapped through.
 pub trait SwitchPorts {
+    /// The names of the ports of `switch` carrying each of `ips`, in order (asked all at
+    /// once, so that an implementation over NB reads the switch once).
+    fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>>;
     /// The names of the ports of `switch` carrying `ip`.
-    fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String>;
-    /// [`SwitchPorts::carrying`] of each of `ips`, in order: an implementation over NB
-    /// reads the switch's ports once for all of them.
-    fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
-        ips.iter().map(|ip| self.carrying(switch, ip)).collect()
+    fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+        self.carrying_each(switch, std::slice::from_ref(ip))
+            .pop()
+            .unwrap_or_default()
     }
 }
 
@@ -539,12 +541,16 @@ networks:
     struct Ports(Vec<(&'static str, &'static str)>);
 
     impl SwitchPorts for Ports {
-        fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
+        fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
             assert_eq!(switch, "lxd-net1-ls-int");
-            self.0
-                .iter()
-                .filter(|(a, _)| a.parse::<IpAddr>().ok() == Some(*ip))
-                .map(|(_, p)| (*p).to_owned())
+            ips.iter()
+                .map(|ip| {
+                    self.0
+                        .iter()
+                        .filter(|(a, _)| a.parse::<IpAddr>().ok() == Some(*ip))
+                        .map(|(_, p)| (*p).to_owned())
+                        .collect()
+                })
                 .collect()
         }
     }

@@ -151,8 +151,8 @@ pub struct Controller {
 struct NoPorts;
 
 impl crate::lb::render::SwitchPorts for NoPorts {
-    fn carrying(&self, _: &str, _: &std::net::IpAddr) -> Vec<String> {
-        Vec::new()
+    fn carrying_each(&self, _: &str, ips: &[std::net::IpAddr]) -> Vec<Vec<String>> {
+        vec![Vec::new(); ips.len()]
     }
 }
 

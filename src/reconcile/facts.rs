@@ -53,12 +53,6 @@ pub(crate) fn holders(v: &CacheView, switch: &str, ips: &[IpAddr]) -> Vec<Vec<(U
 }
 
 impl SwitchPorts for CacheView {
-    fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
-        self.carrying_each(switch, std::slice::from_ref(ip))
-            .pop()
-            .unwrap_or_default()
-    }
-
     fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
         holders(self, switch, ips)
             .into_iter()

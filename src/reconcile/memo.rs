@@ -172,12 +172,6 @@ impl<'a> Recording<'a> {
 }
 
 impl SwitchPorts for Recording<'_> {
-    fn carrying(&self, switch: &str, ip: &IpAddr) -> Vec<String> {
-        self.carrying_each(switch, std::slice::from_ref(ip))
-            .pop()
-            .unwrap_or_default()
-    }
-
     fn carrying_each(&self, switch: &str, ips: &[IpAddr]) -> Vec<Vec<String>> {
         let found = super::facts::holders(self.view, switch, ips);
         self.asked.borrow_mut().extend_from_slice(ips);
