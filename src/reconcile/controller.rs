@@ -268,27 +268,8 @@ impl Controller {
             .session
             .cache()
             .read(super::facts::northd_internal_version);
-        if let Some(holder) = self.opts.fence_holder.clone() {
-            let owner = self.opts.owner.clone();
-            self.status.set_writer("claiming", "");
-            loop {
-                let before = super::fence::current(&self.session, &owner);
-                match super::fence::claim(&self.session, &owner, &holder).await {
-                    Ok(f) => {
-                        info!(token = %f.token, previous = before.as_deref().unwrap_or("none"), "NB fence claimed: this ovnlbd is the only writer of owner {owner}");
-                        self.status.set_writer("active", &f.token);
-                        self.fence = Some(f);
-                        break;
-                    }
-                    Err(e) => warn!(error = %e, "claiming the NB fence; will retry"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = cancel.cancelled() => return,
-                }
-            }
-        } else {
-            self.status.set_writer("unfenced", "");
+        if !self.claim_fence(&cancel).await {
+            return;
         }
         info!(
             northd = northd.as_deref().unwrap_or("unknown (not in NB_Global options)"),
@@ -336,6 +317,39 @@ impl Controller {
             }
         }
         info!("controller stopped");
+    }
+
+    /// Claim the owner's NB fence (when the options give a holder), retrying every
+    /// second. `false`: cancelled first.
+    async fn claim_fence(&mut self, cancel: &CancellationToken) -> bool {
+        let Some(holder) = self.opts.fence_holder.clone() else {
+            self.status.set_writer("unfenced", "");
+            return true;
+        };
+        let owner = self.opts.owner.clone();
+        self.status.set_writer("claiming", "");
+        loop {
+            match super::fence::claim(&self.session, &owner, &holder).await {
+                Ok(f) => {
+                    info!(token = %f.token, previous = f.previous.as_deref().unwrap_or("none"), "NB fence claimed: this ovnlbd is the only writer of owner {owner}");
+                    self.status.set_writer("active", &f.token);
+                    self.fence = Some(f);
+                    return true;
+                }
+                Err(e) => warn!(error = %e, "claiming the NB fence; will retry"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    /// A transaction was refused by the fence: note who holds it now, to stop.
+    fn fenced(&mut self) {
+        let now = super::fence::current(&self.session, &self.opts.owner)
+            .filter(|t| self.fence.as_ref().is_some_and(|f| *t != f.token));
+        self.fenced_out = Some(now.unwrap_or_else(|| "(another writer)".into()));
     }
 
     fn parse_network(&self, n: &Network, all: &[Network]) -> Result<Option<OvnNetwork>, String> {
@@ -515,10 +529,7 @@ impl Controller {
                     }
                     "NB_Global" => {
                         if let Some(f) = &self.fence {
-                            let now = v
-                                .get(table, uuid)
-                                .and_then(|r| r.get("external_ids").map_get(&f.key))
-                                .map(str::to_owned);
+                            let now = super::fence::token_in(v, &f.key);
                             if !f.holds(now.as_deref()) {
                                 self.fenced_out = Some(now.unwrap_or_else(|| "(removed)".into()));
                             }
@@ -786,14 +797,7 @@ impl Controller {
                     };
                     return self.fail(keys, &e);
                 }
-                Outcome::Fenced(_) => {
-                    let now = self.fence.as_ref().and_then(|f| {
-                        super::fence::current(&self.session, &self.opts.owner)
-                            .filter(|t| *t != f.token)
-                    });
-                    self.fenced_out = Some(now.unwrap_or_else(|| "(unknown)".into()));
-                    return;
-                }
+                Outcome::Fenced(_) => return self.fenced(),
             }
         }
         self.record(keys, &plan);
@@ -885,8 +889,7 @@ impl Controller {
             let plan = Plan::removal(network, ops);
             let outcome = apply::commit(&self.session, &plan, self.fence.as_ref()).await;
             if let Outcome::Fenced(_) = outcome {
-                self.fenced_out = Some("(another writer)".into());
-                return;
+                return self.fenced();
             }
             if let Outcome::Replan(e) | Outcome::Failed(e) = outcome {
                 warn!(network, error = %e, "removing a network's rows failed; will retry");

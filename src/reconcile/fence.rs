@@ -34,6 +34,8 @@ pub struct Fence {
     pub key: String,
     /// `<holder>:<epoch>`.
     pub token: String,
+    /// The token it replaced (`None`: the first claim).
+    pub previous: Option<String>,
 }
 
 /// Why a claim did not succeed.
@@ -54,10 +56,19 @@ fn read(v: &CacheView, key: &str) -> Option<(Option<String>, BTreeMap<String, St
     Some((ids.get(key).cloned(), ids))
 }
 
+/// The token `key` holds in a view of NB.
+pub fn token_in(v: &CacheView, key: &str) -> Option<String> {
+    v.rows(NbGlobal::NAME)
+        .next()?
+        .get("external_ids")
+        .map_get(key)
+        .map(str::to_owned)
+}
+
 /// The token `owner`'s key holds in NB's cache now.
 pub fn current(session: &Session, owner: &str) -> Option<String> {
     let key = key(owner);
-    session.cache().read(|v| read(v, &key)).and_then(|(t, _)| t)
+    session.cache().read(|v| token_in(v, &key))
 }
 
 /// Claim `owner`'s fence for `holder`: the epoch after the one NB holds (1 when none).
@@ -82,7 +93,13 @@ pub async fn claim(session: &Session, owner: &str, holder: &str) -> Result<Fence
                 )]),
             );
             match session.transact(&t).await {
-                Ok(_) => return Ok(Fence { key, token }),
+                Ok(_) => {
+                    return Ok(Fence {
+                        key,
+                        token,
+                        previous: None,
+                    })
+                }
                 Err(e) => {
                     last = Some(e);
                     continue;
@@ -119,7 +136,13 @@ pub async fn claim(session: &Session, owner: &str, holder: &str) -> Result<Fence
             ],
         );
         match session.transact(&t).await {
-            Ok(_) => return Ok(Fence { key, token }),
+            Ok(_) => {
+                return Ok(Fence {
+                    key,
+                    token,
+                    previous: old,
+                })
+            }
             Err(e) if e.is_conflict() => last = Some(e),
             Err(e) => return Err(ClaimError::Nb(e)),
         }
