@@ -12,7 +12,8 @@
 //! - [`reconcile`]: plans desired rows against the live NB cache and applies them in
 //!   guarded transactions.
 //! - [`store`]: durable desired state behind a small trait; SQLite (the spec's tables)
-//!   is the embedded default.
+//!   is the embedded default; OVNLB, an OVSDB database of our own on a Raft cluster,
+//!   the engine for several ovnlbd at once.
 //! - [`progress`]: the controller's progress as the API reads it (`/state`, `?wait`):
 //!   written by the controller, read by the API.
 //! - [`api`]: the LXD-compatible REST API (axum) over a store, the progress model and
@@ -34,7 +35,8 @@
 //!
 //! Data flows one way: API → store → controller → NB. The arrows between modules:
 //! `ovsdb` → nothing of ours but leaf utilities (`feed`, `fasthash`, `tls`); `nb` → `ovsdb`;
-//! `lb` → `nb` types only, pure, no I/O; `store` → `lb`; `reconcile` → `ovsdb`, `nb`,
+//! `lb` → `nb` types only, pure, no I/O; `store` → `lb`, and `ovsdb` for the clustered
+//! engine (it speaks OVSDB to its own OVNLB database, never to NB); `reconcile` → `ovsdb`, `nb`,
 //! `lb`, `store`, `progress`, `metrics`; `api` → `lb`, `store`, `progress`, `metrics`,
 //! never `ovsdb`, `nb` or `reconcile`; `daemon` wires them; `cli` → `lb` types, its HTTP
 //! client, `tls`; binaries → `daemon`, `cli`. `tests/dependency_rule.rs` reads every

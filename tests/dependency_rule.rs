@@ -17,7 +17,7 @@ fn rule() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("ovsdb", &["feed", "fasthash", "tls"][..]),
         ("nb", &["ovsdb", "feed", "fasthash"][..]),
         ("lb", &["nb", "fasthash"][..]),
-        ("store", &["lb", "feed", "fasthash"][..]),
+        ("store", &["lb", "ovsdb", "feed", "fasthash"][..]),
         (
             "reconcile",
             &[

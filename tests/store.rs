@@ -1,4 +1,6 @@
-//! The SQLite store: CRUD with revisions, uniqueness in the database, durability.
+//! The stores: CRUD with revisions and uniqueness in the database, the same rules on
+//! SQLite and on OVNLB (standalone and a 3-member Raft cluster); SQLite's durability;
+//! OVNLB under concurrent writers, lost leaders and lost quorum.
 
 mod common;
 
@@ -8,7 +10,11 @@ use std::process::{Command, Stdio};
 use ovnlb::lb::model::{ForwardsPost, LoadBalancerPut, LoadBalancersPost, ObjectKind};
 use ovnlb::lb::state::resolve;
 use ovnlb::lb::validate::Limits;
-use ovnlb::store::{Objects, SqliteStore, Store, StoreError};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use ovnlb::store::ovsdb::{OvsdbStore, OvsdbStoreConfig};
+use ovnlb::store::{Change, Objects, SqliteStore, Store, StoreError};
 
 use common::net;
 
@@ -21,7 +27,7 @@ fn lb(listen: &str) -> LoadBalancersPost {
     .unwrap()
 }
 
-fn seeded(s: &SqliteStore) {
+fn seeded(s: &dyn Store) {
     s.create_network(&net(
         "uplink",
         "physical",
@@ -52,13 +58,58 @@ fn seeded(s: &SqliteStore) {
     .unwrap();
 }
 
+/// The changes `rx` announces within a few seconds, until there are `n`.
+fn changes(rx: &mut ovnlb::feed::FeedReceiver<Change>, n: usize) -> Vec<Change> {
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < n && Instant::now() < deadline {
+        got.extend(rx.try_changed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    got.into_iter().collect()
+}
+
 #[test]
 fn crud_revisions_and_uniqueness_in_the_database() {
     let s = SqliteStore::in_memory().unwrap();
-    seeded(&s);
+    store_rules(&s);
+}
+
+/// The OVNLB engine keeps SQLite's rules: the same calls, the same answers.
+#[test]
+fn ovnlb_keeps_the_rules_of_sqlite() {
+    let db = common::OvsdbServer::start_ovnlb();
+    let (rt, s) = open_ovnlb(vec![db.unix()], Duration::from_secs(10));
+    store_rules(&s);
+    drop(s);
+    drop(rt);
+}
+
+/// A multi-threaded runtime for the store's session, and the store on `remotes`.
+fn open_ovnlb(
+    remotes: Vec<ovnlb::ovsdb::Remote>,
+    timeout: Duration,
+) -> (tokio::runtime::Runtime, OvsdbStore) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt
+        .block_on(OvsdbStore::open(OvsdbStoreConfig {
+            remotes,
+            tls: None,
+            timeout,
+        }))
+        .unwrap();
+    (rt, s)
+}
+
+fn store_rules(s: &dyn Store) {
+    seeded(s);
     let mut changes = s.subscribe();
     assert_eq!(s.create("ovn1", &lb("192.0.2.10")).unwrap(), 1);
-    let c: Vec<_> = changes.try_changed().into_iter().collect();
+    let c = self::changes(&mut changes, 1);
     assert_eq!(
         c,
         [ovnlb::store::Change::object(
@@ -164,7 +215,18 @@ fn desired_state_round_trip_and_reopen() {
 #[test]
 fn a_change_names_the_kind_of_object_it_touched() {
     let s = SqliteStore::in_memory().unwrap();
-    seeded(&s);
+    change_kinds(&s);
+}
+
+#[test]
+fn ovnlb_changes_name_the_kind_of_object_they_touched() {
+    let db = common::OvsdbServer::start_ovnlb();
+    let (_rt, s) = open_ovnlb(vec![db.unix()], Duration::from_secs(10));
+    change_kinds(&s);
+}
+
+fn change_kinds(s: &dyn Store) {
+    seeded(s);
     let mut changes = s.subscribe();
     let f = ForwardsPost {
         listen_address: "192.0.2.20".into(),
@@ -172,7 +234,7 @@ fn a_change_names_the_kind_of_object_it_touched() {
     };
     s.create("ovn1", &f).unwrap();
     s.create("ovn1", &lb("192.0.2.10")).unwrap();
-    let c: Vec<_> = changes.try_changed().into_iter().collect();
+    let c = self::changes(&mut changes, 2);
     assert_eq!(
         c,
         [
@@ -275,4 +337,193 @@ fn a_database_opened_read_only_recovers() {
     let s = s.expect("an immutable database opens read-only");
     write(&s).expect("written once the file is writable again");
     assert_eq!(s.networks().unwrap().len(), 1);
+}
+
+/// Two ovnlbd on one OVNLB cluster create the same address at once (two load balancers
+/// on two networks of one uplink, or a load balancer and a forward): one wins, the other
+/// is refused with a conflict, every time.
+#[test]
+fn ovnlb_two_nodes_creating_one_address_at_once_one_wins() {
+    let c = common::Cluster::start_ovnlb();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let open = |remotes: Vec<ovnlb::ovsdb::Remote>| {
+        rt.block_on(OvsdbStore::open(OvsdbStoreConfig {
+            remotes,
+            tls: None,
+            timeout: Duration::from_secs(10),
+        }))
+        .unwrap()
+    };
+    let mut r = c.remotes();
+    let a = open(r.clone());
+    r.rotate_left(1);
+    let b = open(r);
+    seeded(&a);
+    for i in 0..20u32 {
+        let addr = format!("192.0.2.{}", 100 + i);
+        let f = ForwardsPost {
+            listen_address: addr.clone(),
+            ..Default::default()
+        };
+        let go = std::sync::Barrier::new(2);
+        let (ra, rb) = std::thread::scope(|s| {
+            let ha = s.spawn(|| {
+                go.wait();
+                a.create("ovn1", &lb(&addr))
+            });
+            let hb = s.spawn(|| {
+                go.wait();
+                if i % 2 == 0 {
+                    b.create("ovn2", &lb(&addr))
+                } else {
+                    b.create("ovn2", &f)
+                }
+            });
+            (ha.join().unwrap(), hb.join().unwrap())
+        });
+        let won = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+        let lost = [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Conflict(_))))
+            .count();
+        assert_eq!((won, lost), (1, 1), "{addr}: {ra:?} / {rb:?}");
+    }
+}
+
+/// Eight writers through three nodes while the leader is killed, restarted and moved:
+/// every acknowledged create is stored, none twice; a write whose outcome the store could
+/// not learn in time is reported unavailable, never as a conflict with itself.
+#[test]
+fn ovnlb_no_acknowledged_write_is_lost_or_doubled_when_leaders_die() {
+    let mut c = common::Cluster::start_ovnlb();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut stores = Vec::new();
+    let mut r = c.remotes();
+    for _ in 0..3 {
+        stores.push(
+            rt.block_on(OvsdbStore::open(OvsdbStoreConfig {
+                remotes: r.clone(),
+                tls: None,
+                timeout: Duration::from_secs(10),
+            }))
+            .unwrap(),
+        );
+        r.rotate_left(1);
+    }
+    seeded(&stores[0]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (acked, unknown) = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..8u32)
+            .map(|w| {
+                let store = &stores[w as usize % 3];
+                let stop = &stop;
+                s.spawn(move || {
+                    let (mut acked, mut unknown) = (Vec::new(), Vec::new());
+                    for j in 0..2000u32 {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        let addr = format!("198.51.{}.{}", w * 8 + j / 250, j % 250 + 1);
+                        match store.create("ovn1", &lb(&addr)) {
+                            Ok(1) => acked.push(addr),
+                            Err(StoreError::Unavailable(_)) => unknown.push(addr),
+                            other => panic!("{addr}: {other:?}"),
+                        }
+                    }
+                    (acked, unknown)
+                })
+            })
+            .collect();
+        let pause = |ms| std::thread::sleep(Duration::from_millis(ms));
+        pause(500);
+        for round in 0..2 {
+            let l = common::eventually_blocking(15, "a leader", || c.leader());
+            c.kill(l);
+            pause(2500);
+            c.spawn_member(l);
+            pause(1500);
+            if let Some(l) = c.leader() {
+                c.transfer_leadership(l);
+            }
+            eprintln!("round {round}: leader {l} killed, restarted, leadership moved");
+            pause(1000);
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut acked = Vec::new();
+        let mut unknown = Vec::new();
+        for w in writers {
+            let (a, u) = w.join().unwrap();
+            acked.extend(a);
+            unknown.extend(u);
+        }
+        (acked, unknown)
+    });
+    assert!(
+        acked.len() > 100,
+        "only {} writes went through",
+        acked.len()
+    );
+    for (i, s) in stores.iter().enumerate() {
+        eprintln!("node {i}: {:?}", s.stats());
+    }
+    // Read back through a fresh session: the rows the cluster holds.
+    drop(stores);
+    let check = rt
+        .block_on(OvsdbStore::open(OvsdbStoreConfig {
+            remotes: c.remotes(),
+            tls: None,
+            timeout: Duration::from_secs(10),
+        }))
+        .unwrap();
+    let stored: Vec<String> = check
+        .list::<LoadBalancersPost>("ovn1")
+        .unwrap()
+        .into_iter()
+        .map(|s| s.value.listen_address)
+        .collect();
+    let set: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(set.len(), stored.len(), "an address stored twice");
+    let lost: Vec<&String> = acked.iter().filter(|a| !set.contains(a)).collect();
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+    let strays = stored
+        .iter()
+        .filter(|a| !acked.contains(a) && !unknown.contains(a))
+        .count();
+    assert_eq!(strays, 0, "rows nobody wrote");
+    eprintln!(
+        "{} acknowledged, {} unknown (of which {} committed)",
+        acked.len(),
+        unknown.len(),
+        unknown.iter().filter(|a| set.contains(a)).count()
+    );
+}
+
+/// Without quorum a write fails as unavailable once the store's timeout has passed: it
+/// does not hang, and it does not claim to have committed.
+#[test]
+fn ovnlb_without_quorum_a_write_fails_unavailable() {
+    let mut c = common::Cluster::start_ovnlb();
+    let (rt, s) = open_ovnlb(c.remotes(), Duration::from_secs(2));
+    seeded(&s);
+    let l = c.leader().unwrap();
+    for i in 0..3 {
+        if i != l {
+            c.kill(i);
+        }
+    }
+    let t0 = Instant::now();
+    let e = s.create("ovn1", &lb("192.0.2.10")).unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+    // Within a bound far above the timeout (a hang would never return).
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    drop(s);
+    drop(rt);
 }

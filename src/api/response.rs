@@ -177,6 +177,7 @@ impl ApiError {
                 StatusCode::PRECONDITION_FAILED,
                 format!("ETag doesn't match: stored revision is \"{current}\", If-Match gave \"{expected}\""),
             ),
+            StoreError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             other => ApiError::internal_from(other),
         }
     }

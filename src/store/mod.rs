@@ -1,10 +1,12 @@
 //! Desired state, kept durably. [`Store`] is the small trait the rest of ovnlb uses;
 //! [`SqliteStore`] is the embedded default (WAL, `synchronous=FULL`: a write that
-//! returned survives `kill -9`). Validation happens above; the store enforces what
+//! returned survives `kill -9`); [`ovsdb::OvsdbStore`] keeps it in OVNLB, an OVSDB
+//! database of our own on a Raft cluster, for several ovnlbd at once. Validation happens above; the store enforces what
 //! only a database can: existence, uniqueness (listen addresses per uplink, in SQL) and
 //! revisions (`if_match`).
 
 mod group;
+pub mod ovsdb;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -47,6 +49,13 @@ pub enum StoreError {
     /// The thread running the call failed (it panicked, or the runtime is shutting down).
     #[error("store task: {0}")]
     Task(String),
+    /// The database cannot take the call now (a clustered store without quorum or
+    /// leader within its timeout): retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The database refused the call for a reason of its own (not the caller's input).
+    #[error("store: {0}")]
+    Backend(String),
 }
 
 /// Result alias.

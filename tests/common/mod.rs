@@ -15,6 +15,8 @@ use ovnlb::ovsdb::{self, Client, ConnectConfig, Datum, Remote, Row, TlsFiles};
 use uuid::Uuid;
 
 pub const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
+/// ovnlb's own clustered database.
+pub const OVNLB_SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ovsdb-schema/ovnlb.ovsschema");
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -32,6 +34,18 @@ pub fn tmp_base() -> PathBuf {
     std::env::var_os("OVNLB_TEST_TMPDIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
+/// Poll `f` until it returns `Some`, or panic after `secs` seconds (a plain thread).
+pub fn eventually_blocking<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Poll `f` until it returns `Some`, or panic after `secs` seconds.
@@ -242,14 +256,19 @@ pub struct OvsdbServer {
 
 impl OvsdbServer {
     pub fn start() -> OvsdbServer {
-        Self::start_with(false)
+        Self::start_with(false, NB_SCHEMA)
     }
 
     pub fn start_tls() -> OvsdbServer {
-        Self::start_with(true)
+        Self::start_with(true, NB_SCHEMA)
     }
 
-    fn start_with(tls: bool) -> OvsdbServer {
+    /// A standalone OVNLB database.
+    pub fn start_ovnlb() -> OvsdbServer {
+        Self::start_with(false, OVNLB_SCHEMA)
+    }
+
+    fn start_with(tls: bool, schema: &str) -> OvsdbServer {
         let dir = tempfile::Builder::new()
             .prefix("ovsdb")
             .tempdir_in(tmp_base())
@@ -258,7 +277,7 @@ impl OvsdbServer {
         run(Command::new("ovsdb-tool")
             .arg("create")
             .arg(p.join("nb.db"))
-            .arg(NB_SCHEMA));
+            .arg(schema));
         let sock = p.join("nb.sock");
         let certs = tls.then(|| Certs::generate(p));
         let mut args: Vec<String> = vec![
@@ -454,6 +473,8 @@ pub fn dump(db: &str, tables: &[&str]) -> BTreeMap<String, BTreeMap<Uuid, Row>> 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub members: Vec<Member>,
+    /// The database's name (`OVN_Northbound`, `OVNLB`).
+    pub db_name: &'static str,
 }
 
 pub struct Member {
@@ -473,8 +494,17 @@ impl Member {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_db(NB_SCHEMA, "OVN_Northbound")
+    }
+
+    /// A 3-member cluster of ovnlb's OVNLB database.
+    pub fn start_ovnlb() -> Cluster {
+        Self::start_db(OVNLB_SCHEMA, "OVNLB")
+    }
+
+    fn start_db(schema: &str, db_name: &'static str) -> Cluster {
         for attempt in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(schema, db_name) {
                 Some(c) => return c,
                 None => eprintln!("cluster start attempt {attempt} hit a port clash; retrying"),
             }
@@ -482,7 +512,7 @@ impl Cluster {
         panic!("could not start a cluster");
     }
 
-    fn try_start() -> Option<Cluster> {
+    fn try_start(schema: &str, db_name: &'static str) -> Option<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("ovsdb-cluster")
             .tempdir_in(tmp_base())
@@ -503,17 +533,21 @@ impl Cluster {
         run(Command::new("ovsdb-tool")
             .arg("create-cluster")
             .arg(&members[0].db)
-            .arg(NB_SCHEMA)
+            .arg(schema)
             .arg(raft(&members[0])));
         for i in 1..3 {
             run(Command::new("ovsdb-tool")
                 .arg("join-cluster")
                 .arg(&members[i].db)
-                .arg("OVN_Northbound")
+                .arg(db_name)
                 .arg(raft(&members[i]))
                 .arg(raft(&members[0])));
         }
-        let mut c = Cluster { dir, members };
+        let mut c = Cluster {
+            dir,
+            members,
+            db_name,
+        };
         for i in 0..3 {
             c.spawn_member(i);
         }
@@ -568,7 +602,7 @@ impl Cluster {
         Command::new("ovs-appctl")
             .arg("-t")
             .arg(&self.members[i].ctl)
-            .args(["cluster/status", "OVN_Northbound"])
+            .args(["cluster/status", self.db_name])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
@@ -581,7 +615,7 @@ impl Cluster {
                 && Command::new("ovs-appctl")
                     .arg("-t")
                     .arg(&self.members[i].ctl)
-                    .args(["cluster/status", "OVN_Northbound"])
+                    .args(["cluster/status", self.db_name])
                     .output()
                     .map(|o| String::from_utf8_lossy(&o.stdout).contains("Role: leader"))
                     .unwrap_or(false)
