@@ -16,7 +16,8 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::lb::validate::Limits;
 use crate::ovsdb::{self, Session, SessionConfig, TlsFiles};
-use crate::reconcile::controller::{Controller, ControllerOptions};
+use crate::reconcile::controller::{default_holder, Controller, ControllerOptions};
+use crate::reconcile::election::ElectionOptions;
 use crate::reconcile::plan::{listen_index, vip_index};
 use crate::store::{SqliteStore, Store};
 
@@ -121,6 +122,30 @@ pub struct Settings {
     /// Largest OVSDB message taken from NB (default 64 MiB): the initial snapshot of the
     /// monitored tables must fit in it.
     pub nb_max_message_bytes: Option<usize>,
+    /// Where desired state lives: `sqlite` (the default, `<dir>/ovnlb.db`) or
+    /// `ovsdb:<remotes>` (an OVNLB database, normally a 3-member cluster shared by
+    /// several ovnlbd).
+    pub store: Option<String>,
+    /// CA for the OVNLB database's `ssl:` remotes.
+    pub store_ca: Option<PathBuf>,
+    /// Client certificate for the OVNLB database's `ssl:` remotes.
+    pub store_cert: Option<PathBuf>,
+    /// Client key for the OVNLB database's `ssl:` remotes.
+    pub store_key: Option<PathBuf>,
+    /// Seconds an OVNLB call may take before the API answers 503 (default 10).
+    pub store_timeout_seconds: Option<u64>,
+    /// Seconds a standby waits without seeing the active renew its lease before it
+    /// takes over (OVNLB only; default 5, renewals every second).
+    pub lease_seconds: Option<u64>,
+}
+
+/// Where desired state lives.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// SQLite at `<dir>/ovnlb.db`.
+    Sqlite,
+    /// An OVNLB database.
+    Ovsdb(crate::store::ovsdb::OvsdbStoreConfig),
 }
 
 impl Settings {
@@ -158,7 +183,42 @@ impl Settings {
             max_endpoints: over.max_endpoints.or(self.max_endpoints),
             max_row_bytes: over.max_row_bytes.or(self.max_row_bytes),
             nb_max_message_bytes: over.nb_max_message_bytes.or(self.nb_max_message_bytes),
+            store: over.store.or(self.store),
+            store_ca: over.store_ca.or(self.store_ca),
+            store_cert: over.store_cert.or(self.store_cert),
+            store_key: over.store_key.or(self.store_key),
+            store_timeout_seconds: over.store_timeout_seconds.or(self.store_timeout_seconds),
+            lease_seconds: over.lease_seconds.or(self.lease_seconds),
         }
+    }
+
+    /// The store these settings choose.
+    ///
+    /// # Errors
+    /// An unknown engine, or remotes that do not parse.
+    pub fn store_choice(&self) -> Result<StoreChoice, DaemonError> {
+        let s = self.store.as_deref().unwrap_or("sqlite").trim();
+        if s == "sqlite" {
+            return Ok(StoreChoice::Sqlite);
+        }
+        let Some(remotes) = s.strip_prefix("ovsdb:") else {
+            return Err(DaemonError::Settings(format!(
+                "store: \"{s}\" is neither sqlite nor ovsdb:<remotes> (e.g. ovsdb:tcp:10.0.0.1:6645,tcp:10.0.0.2:6645)"
+            )));
+        };
+        let mut cfg = crate::store::ovsdb::OvsdbStoreConfig::parse(remotes)
+            .map_err(|e| DaemonError::Settings(format!("store: {e}")))?;
+        if let Some(ca) = &self.store_ca {
+            cfg.tls = Some(TlsFiles {
+                ca: ca.clone(),
+                cert: self.store_cert.clone(),
+                key: self.store_key.clone(),
+            });
+        }
+        if let Some(t) = self.store_timeout_seconds {
+            cfg.timeout = std::time::Duration::from_secs(t.max(1));
+        }
+        Ok(StoreChoice::Ovsdb(cfg))
     }
 
     /// The state directory.
@@ -360,7 +420,28 @@ async fn nb_echo_probe(
     }
 }
 
-/// Run ovnlbd until `cancel`: the store at `<dir>/ovnlb.db`, the NB session, the
+/// The SQLite store at `<dir>/ovnlb.db`.
+async fn open_sqlite(dir: &Path) -> Result<Arc<dyn Store>, DaemonError> {
+    // Created 0600 before SQLite opens it (its -wal and -shm take the same mode): no
+    // window where the desired state is world-readable.
+    let db = dir.join("ovnlb.db");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&db)?;
+    }
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(db))
+            .await
+            .map_err(|e| DaemonError::Settings(format!("opening the store: {e}")))??,
+    ))
+}
+
+/// Run ovnlbd until `cancel`: the store (`<dir>/ovnlb.db`, or OVNLB), the NB session, the
 /// controller and the API on the unix socket (and HTTPS, metrics when set). `ready`,
 /// when given, receives the socket path once the API listens.
 ///
@@ -377,23 +458,15 @@ pub async fn run(
     // One daemon per state dir, for the life of the process: two controllers on one
     // store revert each other's acknowledged writes in NB.
     let _lock = lock_dir(&dir)?;
-    // Created 0600 before SQLite opens it (its -wal and -shm take the same mode): no
-    // window where the desired state is world-readable.
-    let db = dir.join("ovnlb.db");
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&db)?;
-    }
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || SqliteStore::open(db))
-            .await
-            .map_err(|e| DaemonError::Settings(format!("opening the store: {e}")))??,
-    );
+    let choice = settings.store_choice()?;
+    let (store, ovnlb): (Arc<dyn Store>, _) = match choice {
+        StoreChoice::Sqlite => (open_sqlite(&dir).await?, None),
+        StoreChoice::Ovsdb(cfg) => {
+            info!(remotes = ?cfg.remotes, "desired state in OVNLB");
+            let s = Arc::new(crate::store::ovsdb::OvsdbStore::open(cfg).await?);
+            (s.clone(), Some(s))
+        }
+    };
     let session = nb_session(&settings)?;
     let sb = sb_session(&settings)?;
     if sb.is_none() {
@@ -408,6 +481,21 @@ pub async fn run(
     if let Some(s) = settings.resync_seconds {
         opts.resync_every = std::time::Duration::from_secs(s.max(1));
     }
+    // With OVNLB, several ovnlbd share the desired state: the lease elects the one that
+    // reconciles.
+    let (elected, election) = match &ovnlb {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            opts.elected = Some(rx);
+            let holder = opts.fence_holder.clone().unwrap_or_else(default_holder);
+            let mut e = ElectionOptions::new(&holder);
+            if let Some(s) = settings.lease_seconds {
+                e.period = std::time::Duration::from_secs(s.max(3));
+            }
+            (Some(tx), Some(e))
+        }
+        None => (None, None),
+    };
     let controller = Controller::new(session.clone(), store.clone(), opts);
     let status = controller.status();
     let state = AppState {
@@ -440,7 +528,23 @@ pub async fn run(
             ctl_cancel.clone(),
         ));
     }
-    tracker.spawn(controller.run(ctl_cancel.clone()));
+    match (ovnlb, elected, election) {
+        (Some(ovnlb), Some(tx), Some(e)) => {
+            let stopped = CancellationToken::new();
+            let c = tokio::spawn(controller.run(stopped.clone()));
+            tracker.spawn(crate::reconcile::election::run(
+                ovnlb,
+                e,
+                tx,
+                c,
+                stopped,
+                ctl_cancel.clone(),
+            ));
+        }
+        _ => {
+            tracker.spawn(controller.run(ctl_cancel.clone()));
+        }
+    }
     let socket = settings.socket();
     let listeners = 1
         + usize::from(settings.metrics_listen.is_some())

@@ -44,7 +44,8 @@ pub struct Status {
 /// Whether a controller writes NB, as its NB fence says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Writer {
-    /// `starting` (before NB is ready), `claiming`, `active`, `fenced-out`, or
+    /// `starting` (before NB is ready), `standby` (another ovnlbd holds the reconciler
+    /// lease), `claiming`, `active`, `fenced-out`, or
     /// `unfenced` (a controller run without a fence).
     pub state: &'static str,
     /// Its token while `active`; the other writer's when `fenced-out`.

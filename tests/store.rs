@@ -527,3 +527,61 @@ fn ovnlb_without_quorum_a_write_fails_unavailable() {
     drop(s);
     drop(rt);
 }
+
+/// `ovnlbd migrate` copies a SQLite store into an empty OVNLB database, revisions kept,
+/// and refuses a database that holds desired state already.
+#[test]
+fn migrate_copies_sqlite_into_an_empty_ovnlb_and_refuses_a_full_one() {
+    let dir = tempfile::tempdir_in(common::tmp_base()).unwrap();
+    let path = dir.path().join("ovnlb.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        seeded(&s);
+        s.create("ovn1", &lb("192.0.2.10")).unwrap();
+        s.update::<LoadBalancersPost>("ovn1", "192.0.2.10", &lb("192.0.2.10").put, None)
+            .unwrap();
+        let f = ForwardsPost {
+            listen_address: "192.0.2.20".into(),
+            ..Default::default()
+        };
+        s.create("ovn2", &f).unwrap();
+    }
+    let db = common::OvsdbServer::start_ovnlb();
+    let to = format!("ovsdb:unix:{}", db.sock.display());
+    let migrate = || {
+        Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
+            .args(["migrate", "--from"])
+            .arg(&path)
+            .args(["--to", &to])
+            .output()
+            .unwrap()
+    };
+    let out = migrate();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("migrated 3 networks, 1 load balancers and 1 forwards"),
+        "{out:?}"
+    );
+    let sqlite = SqliteStore::open(&path).unwrap();
+    let (_rt, s) = open_ovnlb(vec![db.unix()], Duration::from_secs(10));
+    assert_eq!(s.desired_state().unwrap(), sqlite.desired_state().unwrap());
+    assert_eq!(s.networks().unwrap(), sqlite.networks().unwrap());
+    assert_eq!(
+        s.get::<LoadBalancersPost>("ovn1", "192.0.2.10")
+            .unwrap()
+            .revision,
+        2
+    );
+    // The copied address is taken on the uplink in OVNLB too.
+    assert!(matches!(
+        s.create("ovn2", &lb("192.0.2.10")),
+        Err(StoreError::Conflict(_))
+    ));
+    let again = migrate();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{again:?}"
+    );
+}

@@ -45,10 +45,50 @@ struct Flags {
     /// Serve plain /metrics on this address (e.g. 127.0.0.1:9100).
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Where desired state lives: sqlite (default, <dir>/ovnlb.db) or ovsdb:<remotes>,
+    /// an OVNLB database shared by several ovnlbd (e.g. ovsdb:tcp:10.0.0.1:6645,...).
+    #[arg(long, env = "OVNLB_STORE")]
+    store: Option<String>,
+    /// CA certificate for the OVNLB database's ssl: remotes.
+    #[arg(long)]
+    store_ca: Option<PathBuf>,
+    /// Client certificate for the OVNLB database's ssl: remotes.
+    #[arg(long)]
+    store_cert: Option<PathBuf>,
+    /// Client private key for the OVNLB database's ssl: remotes.
+    #[arg(long)]
+    store_key: Option<PathBuf>,
+    /// Seconds an OVNLB call may take before the API answers 503 (default 10).
+    #[arg(long)]
+    store_timeout_seconds: Option<u64>,
+    /// Seconds without a renewal before a standby takes the reconciler lease (default 5).
+    #[arg(long)]
+    lease_seconds: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Copy a SQLite store into an empty OVNLB database, in one transaction.
+    Migrate {
+        /// The SQLite database (e.g. /var/lib/ovnlb/ovnlb.db).
+        #[arg(long)]
+        from: PathBuf,
+        /// ovsdb:<remotes> of the OVNLB database.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 fn settings(f: Flags) -> Result<Settings, String> {
     let flags = Settings {
+        store: f.store,
+        store_ca: f.store_ca,
+        store_cert: f.store_cert,
+        store_key: f.store_key,
+        store_timeout_seconds: f.store_timeout_seconds,
+        lease_seconds: f.lease_seconds,
         owner: f.owner,
         dir: f.dir,
         socket: f.socket,
@@ -124,8 +164,44 @@ fn raise_nofile() {
     }
 }
 
+/// `ovnlbd migrate`: everything of the SQLite store at `from` into the empty OVNLB
+/// database `to`.
+fn migrate(s: &Settings, from: &std::path::Path, to: &str) -> Result<String, String> {
+    if !from.is_file() {
+        return Err(format!("--from {}: no such SQLite store", from.display()));
+    }
+    let sqlite = ovnlb::store::SqliteStore::open(from)
+        .map_err(|e| format!("--from {}: {e}", from.display()))?;
+    let target = Settings {
+        store: Some(to.to_owned()),
+        ..s.clone()
+    };
+    let daemon::StoreChoice::Ovsdb(cfg) =
+        target.store_choice().map_err(|e| format!("--to: {e}"))?
+    else {
+        return Err(format!("--to {to}: give ovsdb:<remotes>"));
+    };
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let store = rt
+        .block_on(ovnlb::store::ovsdb::OvsdbStore::open(cfg))
+        .map_err(|e| format!("--to {to}: {e}"))?;
+    let (n, l, f) = std::thread::scope(|sc| {
+        sc.spawn(|| store.import(&sqlite))
+            .join()
+            .unwrap_or_else(|_| Err(ovnlb::store::StoreError::Task("the copy panicked".into())))
+    })
+    .map_err(|e| format!("--to {to}: {e}"))?;
+    drop(store);
+    Ok(format!(
+        "migrated {n} networks, {l} load balancers and {f} forwards from {} to {to}",
+        from.display()
+    ))
+}
+
 fn main() -> ExitCode {
-    let s = match settings(Flags::parse()) {
+    let mut flags = Flags::parse();
+    let command = flags.command.take();
+    let s = match settings(flags) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("Error: {e}");
@@ -133,6 +209,18 @@ fn main() -> ExitCode {
         }
     };
     init_logs(s.log_format.as_deref());
+    if let Some(Command::Migrate { from, to }) = command {
+        return match migrate(&s, &from, &to) {
+            Ok(m) => {
+                println!("{m}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

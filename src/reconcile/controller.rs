@@ -52,6 +52,28 @@ pub struct ControllerOptions {
     /// guards every transaction with it (`None`: no fence, for a program that is the
     /// owner's only writer by construction).
     pub fence_holder: Option<String>,
+    /// Whether this controller is elected to write NB, when several ovnlbd share one
+    /// desired state ([`super::election`]); `None`: always (the only one).
+    pub elected: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// How a term as NB's writer ended.
+enum TermEnd {
+    Cancelled,
+    /// The election chose another.
+    Deposed,
+    /// NB refused a write on the fence: another writer holds it (its token).
+    Fenced(String),
+}
+
+/// Returns once `elected` says no (never without an election).
+async fn deposed(elected: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match elected {
+        Some(rx) => {
+            let _ = rx.wait_for(|e| !*e).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl Default for ControllerOptions {
@@ -62,6 +84,7 @@ impl Default for ControllerOptions {
             resync_every: Duration::from_secs(60),
             batch: 256,
             fence_holder: Some(default_holder()),
+            elected: None,
         }
     }
 }
@@ -255,7 +278,10 @@ impl Controller {
         self.metrics.clone()
     }
 
-    /// Run until `cancel`; a transaction in flight is finished first.
+    /// Run until `cancel`; a transaction in flight is finished first. With an election
+    /// ([`ControllerOptions::elected`]) it writes NB only while elected: standing by
+    /// until then (its caches warm), stepping down when deposed or fenced out, and
+    /// taking over again when elected again.
     pub async fn run(mut self, cancel: CancellationToken) {
         self.store_feed = Some(self.store.subscribe());
         let mut nb_feed = self.session.cache().subscribe();
@@ -268,17 +294,64 @@ impl Controller {
             .session
             .cache()
             .read(super::facts::northd_internal_version);
-        if !self.claim_fence(&cancel).await {
-            return;
-        }
         info!(
             northd = northd.as_deref().unwrap_or("unknown (not in NB_Global options)"),
             "health checks on this OVN: UDP checks detect closed ports only, not dead hosts; a backend never probed is in service (pending); before 23.03.3 failures and successes count cumulatively; one unused address per network and family probes; only backends on the internal switch can be checked"
         );
-        self.load().await;
+        let mut elected = self.opts.elected.clone();
+        loop {
+            if let Some(rx) = elected.as_mut() {
+                self.status.set_writer("standby", "");
+                tokio::select! {
+                    r = rx.wait_for(|e| *e) => if r.is_err() { return },
+                    _ = cancel.cancelled() => return,
+                }
+            }
+            self.fence = None;
+            self.fenced_out = None;
+            if !self.claim_fence(&cancel).await {
+                return;
+            }
+            self.load().await;
+            match self.term(&mut nb_feed, &mut elected, &cancel).await {
+                TermEnd::Cancelled => break,
+                TermEnd::Deposed => {
+                    info!("reconciler lease lost: this ovnlbd stops writing NB and stands by");
+                }
+                TermEnd::Fenced(by) => {
+                    self.status.set_writer("fenced-out", &by);
+                    let Some(rx) = elected.as_mut() else {
+                        // Another ovnlbd writes NB for this owner now: stop, never retry.
+                        error!(owner = %self.opts.owner, token = %by, "fenced out of NB: another ovnlbd claimed this owner's fence; this one stops reconciling (restart it to claim again)");
+                        self.status.close();
+                        return;
+                    };
+                    // Elected no more, whatever this ovnlbd believed: wait until the
+                    // election says so, then stand by (never retry on the old belief).
+                    warn!(owner = %self.opts.owner, token = %by, "fenced out of NB by another ovnlbd: stepping down");
+                    tokio::select! {
+                        r = rx.wait_for(|e| !*e) => if r.is_err() { return },
+                        _ = cancel.cancelled() => return,
+                    }
+                }
+            }
+        }
+        info!("controller stopped");
+    }
+
+    /// One term as NB's writer: reconcile until cancelled, deposed or fenced out.
+    async fn term(
+        &mut self,
+        nb_feed: &mut crate::ovsdb::Subscription,
+        elected: &mut Option<tokio::sync::watch::Receiver<bool>>,
+        cancel: &CancellationToken,
+    ) -> TermEnd {
         let mut next_resync = Instant::now() + self.opts.resync_every;
         loop {
             self.work().await;
+            if let Some(by) = self.fenced_out.take() {
+                return TermEnd::Fenced(by);
+            }
             let wake = self
                 .schedule
                 .next_wake()
@@ -299,7 +372,8 @@ impl Controller {
                         next_resync = Instant::now() + self.opts.resync_every;
                     }
                 }
-                _ = cancel.cancelled() => break,
+                () = deposed(elected) => return TermEnd::Deposed,
+                _ = cancel.cancelled() => return TermEnd::Cancelled,
             }
             Metrics::inc(&self.metrics.wakeups);
             // Take whatever else arrived meanwhile in the same round.
@@ -308,15 +382,10 @@ impl Controller {
             if !c.is_empty() {
                 self.on_nb(c);
             }
-            if let Some(by) = &self.fenced_out {
-                // Another ovnlbd writes NB for this owner now: stop, and never retry.
-                error!(owner = %self.opts.owner, token = %by, "fenced out of NB: another ovnlbd claimed this owner's fence; this one stops reconciling (restart it to claim again)");
-                self.status.set_writer("fenced-out", by);
-                self.status.close();
-                return;
+            if let Some(by) = self.fenced_out.take() {
+                return TermEnd::Fenced(by);
             }
         }
-        info!("controller stopped");
     }
 
     /// Claim the owner's NB fence (when the options give a holder), retrying every

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod controller;
+pub mod election;
 pub mod facts;
 pub mod fence;
 mod memo;

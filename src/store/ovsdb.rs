@@ -1017,3 +1017,294 @@ async fn translate(cache: Arc<ovsdb::Cache>, feed: Arc<Feed<Change>>, stop: Canc
         }
     }
 }
+
+/// A lease as the `Lease` table holds it: who holds it, in which epoch, and how many
+/// times that holder renewed it in this epoch. `holder` is empty once released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    /// The holder (empty: released).
+    pub holder: String,
+    /// Incremented by every takeover.
+    pub epoch: u64,
+    /// Incremented by every renewal of the holder.
+    pub renew_seq: u64,
+}
+
+const LEASE: &str = "Lease";
+
+fn int(v: u64) -> Datum {
+    Datum::scalar(v as i64)
+}
+
+fn lease_columns(l: &LeaseRow) -> Row {
+    Row::from([
+        ("holder".to_owned(), Datum::scalar(l.holder.as_str())),
+        ("epoch".to_owned(), int(l.epoch)),
+        ("renew_seq".to_owned(), int(l.renew_seq)),
+    ])
+}
+
+impl OvsdbStore {
+    /// The lease `name` in the cache (`None`: never taken).
+    pub fn lease(&self, name: &str) -> Option<LeaseRow> {
+        self.read(|v| {
+            v.rows(LEASE)
+                .find(|r| r.get_str("name") == Some(name))
+                .map(|r| {
+                    let n = |c: &str| r.get(c).as_scalar().and_then(Atom::as_i64).unwrap_or(0);
+                    LeaseRow {
+                        holder: text(r, "holder"),
+                        epoch: n("epoch").max(0) as u64,
+                        renew_seq: n("renew_seq").max(0) as u64,
+                    }
+                })
+        })
+    }
+
+    /// One guarded lease transaction: `Ok(true)` committed, `Ok(false)` its guard (or the
+    /// name's index) refused it; when the reply is lost, the fresh cache decides by
+    /// `mine`.
+    async fn lease_txn(
+        &self,
+        txn: Transaction,
+        mine: impl Fn(Option<LeaseRow>) -> bool,
+        name: &str,
+    ) -> Result<bool> {
+        let deadline = Instant::now() + self.timeout;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = tokio::time::timeout(left, self.session.transact(&txn)).await;
+        match r {
+            Ok(Ok(_)) => {
+                let _ = self.barrier(deadline).await;
+                Ok(true)
+            }
+            Ok(Err(e)) if e.is_conflict() => Ok(false),
+            Ok(Err(e))
+                if e.txn_error()
+                    .is_some_and(|t| t.error == "constraint violation") =>
+            {
+                Ok(false)
+            }
+            Ok(Err(e)) if e.is_indeterminate() => {
+                self.barrier(deadline).await?;
+                Ok(mine(self.lease(name)))
+            }
+            Ok(Err(e)) => Err(backend(&e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "OVNLB: no commit within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Take the lease `name` for `holder` from the state `seen` (`None`: no row yet), in
+    /// one compare-and-swap: of several contenders from the same `seen`, one wins.
+    /// Returns the epoch won.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] without quorum; [`StoreError::Backend`].
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        seen: Option<&LeaseRow>,
+    ) -> Result<Option<u64>> {
+        let mut txn = self.session.transaction();
+        let epoch = seen.map_or(1, |s| s.epoch + 1);
+        let want = LeaseRow {
+            holder: holder.to_owned(),
+            epoch,
+            renew_seq: 0,
+        };
+        match seen {
+            None => {
+                let mut row = lease_columns(&want);
+                row.insert("name".into(), Datum::scalar(name));
+                txn.insert(LEASE, row);
+            }
+            Some(s) => {
+                let at = vec![Condition::eq("name", Atom::from(name))];
+                txn.wait(
+                    LEASE,
+                    at.clone(),
+                    &["holder", "epoch", "renew_seq"],
+                    WaitUntil::Eq,
+                    vec![lease_columns(s)],
+                );
+                txn.update(LEASE, at, lease_columns(&want));
+            }
+        }
+        let won = self
+            .lease_txn(
+                txn,
+                |l| l.is_some_and(|l| l.holder == holder && l.epoch == epoch),
+                name,
+            )
+            .await?;
+        Ok(won.then_some(epoch))
+    }
+
+    /// Renew `holder`'s lease of `epoch`. `Ok(false)`: it is no longer `holder`'s.
+    ///
+    /// # Errors
+    /// As [`OvsdbStore::acquire_lease`].
+    pub async fn renew_lease(&self, name: &str, holder: &str, epoch: u64) -> Result<bool> {
+        let mut txn = self.session.transaction();
+        let at = vec![Condition::eq("name", Atom::from(name))];
+        txn.wait(
+            LEASE,
+            at.clone(),
+            &["holder", "epoch"],
+            WaitUntil::Eq,
+            vec![Row::from([
+                ("holder".to_owned(), Datum::scalar(holder)),
+                ("epoch".to_owned(), int(epoch)),
+            ])],
+        );
+        txn.mutate(
+            LEASE,
+            at,
+            vec![ovsdb::Mutation::new(
+                "renew_seq",
+                ovsdb::Mutator::Add,
+                Datum::scalar(1i64),
+            )],
+        );
+        // A lost reply: still ours means renewed, or renewable next time.
+        self.lease_txn(
+            txn,
+            |l| l.is_some_and(|l| l.holder == holder && l.epoch == epoch),
+            name,
+        )
+        .await
+    }
+
+    /// Give `holder`'s lease of `epoch` up at once (a graceful stop): a standby takes it
+    /// without waiting for it to expire.
+    ///
+    /// # Errors
+    /// As [`OvsdbStore::acquire_lease`].
+    pub async fn release_lease(&self, name: &str, holder: &str, epoch: u64) -> Result<bool> {
+        let mut txn = self.session.transaction();
+        let at = vec![Condition::eq("name", Atom::from(name))];
+        txn.wait(
+            LEASE,
+            at.clone(),
+            &["holder", "epoch"],
+            WaitUntil::Eq,
+            vec![Row::from([
+                ("holder".to_owned(), Datum::scalar(holder)),
+                ("epoch".to_owned(), int(epoch)),
+            ])],
+        );
+        txn.update(
+            LEASE,
+            at,
+            Row::from([("holder".to_owned(), Datum::scalar(""))]),
+        );
+        self.lease_txn(txn, |l| l.is_some_and(|l| l.holder.is_empty()), name)
+            .await
+    }
+}
+
+impl OvsdbStore {
+    /// Copy everything of `from` into this database in one transaction, revisions kept
+    /// (ETags clients hold stay valid). Refuses a database that holds any network,
+    /// checked by the transaction itself. Returns (networks, load balancers, forwards).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the database is not empty (or the copy breaks one of
+    /// its indexes); `from`'s errors; as [`OvsdbStore::acquire_lease`].
+    pub fn import(&self, from: &dyn Store) -> Result<(usize, usize, usize)> {
+        let nets = from.networks()?;
+        let state = from.desired_state()?;
+        if self.read(|v| v.len(NETWORK)) > 0 {
+            return Err(StoreError::Conflict(
+                "the OVNLB database is not empty: migrate refuses to merge into existing desired state".into(),
+            ));
+        }
+        let mut txn = self.session.transaction();
+        // Empty when the copy commits, not only when it was planned.
+        txn.wait(NETWORK, vec![], &["name"], WaitUntil::Eq, vec![]);
+        let (mut lbs, mut fwds) = (0, 0);
+        for d in &state.networks {
+            let Some(n) = nets.iter().find(|n| n.value.name == d.network.name) else {
+                continue;
+            };
+            let id = Uuid::new_v4();
+            let uplink = n.value.config.get("network").cloned().unwrap_or_default();
+            txn.insert_with_uuid(
+                NETWORK,
+                id,
+                Row::from([
+                    ("name".to_owned(), Datum::scalar(n.value.name.as_str())),
+                    (
+                        "description".to_owned(),
+                        Datum::scalar(n.value.description.as_str()),
+                    ),
+                    ("type".to_owned(), Datum::scalar(n.value.kind.as_str())),
+                    ("config".to_owned(), config_datum(&n.value.config)),
+                    ("revision".to_owned(), int(n.revision.max(1))),
+                    ("write_id".to_owned(), Datum::scalar("migrated")),
+                ]),
+            );
+            let objects = d
+                .load_balancers
+                .iter()
+                .map(|o| {
+                    (
+                        ObjectKind::LoadBalancer,
+                        &o.listen_address,
+                        PutRef::LoadBalancer(&o.put),
+                    )
+                })
+                .chain(d.forwards.iter().map(|o| {
+                    (
+                        ObjectKind::Forward,
+                        &o.listen_address,
+                        PutRef::Forward(&o.put),
+                    )
+                }));
+            for (kind, listen, put) in objects {
+                let l = txn.insert(
+                    LISTENER,
+                    Row::from([
+                        ("uplink".to_owned(), Datum::scalar(uplink.as_str())),
+                        ("address".to_owned(), Datum::scalar(listen.as_str())),
+                        ("kind".to_owned(), Datum::scalar(listener_kind(kind))),
+                    ]),
+                );
+                let mut row = object_fields(put);
+                row.insert("network".into(), Datum::scalar(Atom::Uuid(id)));
+                row.insert("listener".into(), Datum::scalar(l));
+                row.insert("listen_address".into(), Datum::scalar(listen.as_str()));
+                let rev = d.revisions.get(listen).copied().unwrap_or(1).max(1);
+                row.insert("revision".into(), int(rev));
+                row.insert("write_id".into(), Datum::scalar("migrated"));
+                txn.insert(table(kind), row);
+                match kind {
+                    ObjectKind::LoadBalancer => lbs += 1,
+                    ObjectKind::Forward => fwds += 1,
+                }
+            }
+        }
+        let counts = (state.networks.len(), lbs, fwds);
+        self.rt.block_on(async {
+            let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.session.transact(&txn)).await {
+                Ok(Ok(_)) => {
+                    let _ = self.barrier(deadline).await;
+                    Ok(counts)
+                }
+                Ok(Err(e)) if e.is_conflict() => Err(StoreError::Conflict(
+                    "the OVNLB database is not empty: migrate refuses to merge into existing desired state".into(),
+                )),
+                Ok(Err(e)) => Err(backend(&e)),
+                Err(_) => Err(StoreError::Unavailable(
+                    "OVNLB: the copy did not commit in time (no quorum?); run migrate again once the cluster answers".into(),
+                )),
+            }
+        })
+    }
+}

@@ -141,7 +141,7 @@ fn wait_for_port_open(port: u16) {
 
 /// Until a unix socket takes connections (its file appears at `bind`, before `listen`:
 /// a client in between is refused).
-fn wait_for_socket(p: &Path) {
+pub fn wait_for_socket(p: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::os::unix::net::UnixStream::connect(p).is_err() {
         assert!(Instant::now() < deadline, "{} never listened", p.display());

@@ -1,0 +1,335 @@
+//! High availability on OVNLB: three ovnlbd processes on a 3-member OVNLB cluster, one
+//! NB. Every node serves the API; exactly one reconciles (the lease), and hands over
+//! when it dies, stops or freezes.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use serde_json::json;
+
+use common::{req, Cluster, Ovn};
+
+/// One ovnlbd process on the OVNLB cluster.
+struct Node {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    socket: PathBuf,
+    args: Vec<String>,
+}
+
+impl Node {
+    fn start(ovn: &Ovn, db: &Cluster) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("ovnlbd-ha")
+            .tempdir_in(common::tmp_base())
+            .unwrap();
+        let args = vec![
+            format!("--dir={}", dir.path().display()),
+            format!("--nb=unix:{}", ovn.nb.sock.display()),
+            format!("--store=ovsdb:{}", db.db_string()),
+            "--lease-seconds=3".into(),
+            "--store-timeout-seconds=3".into(),
+        ];
+        let mut n = Node {
+            socket: dir.path().join("unix.socket"),
+            dir,
+            child: None,
+            args,
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("ovnlbd.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ovnlbd"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        common::wait_for_socket(&self.socket);
+    }
+
+    fn client(&self) -> ovnlb::cli::Client {
+        ovnlb::cli::Client::unix(&self.socket)
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    fn kill9(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.take().unwrap().wait();
+    }
+
+    /// SIGTERM, and wait for the process to exit.
+    fn stop(&mut self) {
+        self.signal("TERM");
+        let _ = self.child.take().unwrap().wait();
+    }
+
+    /// `environment.ovnlb_reconciler.state` of `/1.0` (`None`: no answer).
+    async fn state(&self) -> Option<String> {
+        self.child.as_ref()?;
+        let c = self.client();
+        let r = tokio::time::timeout(Duration::from_secs(2), req(&c, Method::GET, "/1.0", None))
+            .await
+            .ok()?
+            .ok()?;
+        r["environment"]["ovnlb_reconciler"]["state"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ovnlbd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The states of the nodes, as they say.
+async fn states(nodes: &[Node]) -> Vec<Option<String>> {
+    let mut v = Vec::new();
+    for n in nodes {
+        v.push(n.state().await);
+    }
+    v
+}
+
+/// Wait until exactly one node (among the live ones) is active; its index.
+async fn one_active(nodes: &[Node], secs: u64) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = states(nodes).await;
+        let active: Vec<usize> = (0..s.len())
+            .filter(|&i| s[i].as_deref() == Some("active"))
+            .collect();
+        if active.len() == 1 {
+            return active[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single active node: {s:?}\n{}",
+            nodes
+                .iter()
+                .map(Node::log)
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn lb(listen: &str) -> serde_json::Value {
+    json!({"listen_address": listen,
+           "backends": [{"name": "c1", "target_address": "10.0.0.11", "target_port": "80"}],
+           "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["c1"]}]})
+}
+
+/// Our NB rows by name: each exactly once.
+fn names_once(ovn: &Ovn) -> Vec<String> {
+    let mut names: Vec<String> = common::our_rows(ovn)
+        .into_iter()
+        .map(|(_, r)| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n, "an NB row twice: {names:?}");
+    names
+}
+
+async fn three() -> (Ovn, Cluster, Vec<Node>) {
+    let ovn = Ovn::start();
+    let db = Cluster::start_ovnlb();
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start(&ovn, &db)).collect();
+    common::networks(&nodes[0].client()).await;
+    (ovn, db, nodes)
+}
+
+async fn create(n: &Node, listen: &str) {
+    req(
+        &n.client(),
+        Method::POST,
+        "/1.0/networks/ovn1/load-balancers",
+        Some(lb(listen)),
+    )
+    .await
+    .unwrap();
+}
+
+async fn in_nb(ovn: &Ovn, names: &[&str]) {
+    common::eventually(20, "the rows in NB", || {
+        let have = names_once(ovn);
+        names
+            .iter()
+            .all(|n| have.iter().any(|h| h == n))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_serves_the_api_and_exactly_one_reconciles() {
+    let (ovn, _lb, nodes) = three().await;
+    one_active(&nodes, 20).await;
+    // Written through one node, read through the others at once.
+    create(&nodes[1], "192.0.2.10").await;
+    for n in &nodes {
+        let got = req(
+            &n.client(),
+            Method::GET,
+            "/1.0/networks/ovn1/load-balancers/192.0.2.10",
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got["listen_address"], "192.0.2.10");
+    }
+    // Two nodes on the same address: the second is refused.
+    let e = req(
+        &nodes[2].client(),
+        Method::POST,
+        "/1.0/networks/ovn1/load-balancers",
+        Some(lb("192.0.2.10")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, 409, "{e:?}");
+    in_nb(&ovn, &["ovnlb-ovn1-lb-192.0.2.10-tcp"]).await;
+    let s = states(&nodes).await;
+    assert_eq!(
+        s.iter().filter(|s| s.as_deref() == Some("standby")).count(),
+        2,
+        "{s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_active_hands_over_to_exactly_one_other() {
+    let (ovn, _lb, mut nodes) = three().await;
+    let a = one_active(&nodes, 20).await;
+    create(&nodes[a], "192.0.2.10").await;
+    in_nb(&ovn, &["ovnlb-ovn1-lb-192.0.2.10-tcp"]).await;
+    nodes[a].kill9();
+    let b = one_active(&nodes, 30).await;
+    assert_ne!(a, b);
+    let other = (0..3).find(|&i| i != a && i != b).unwrap();
+    create(&nodes[other], "192.0.2.11").await;
+    in_nb(
+        &ovn,
+        &[
+            "ovnlb-ovn1-lb-192.0.2.10-tcp",
+            "ovnlb-ovn1-lb-192.0.2.11-tcp",
+        ],
+    )
+    .await;
+    assert!(nodes[b].log().contains("reconciler lease won"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_releases_the_lease_for_a_standby() {
+    let (_ovn, _lb, mut nodes) = three().await;
+    let a = one_active(&nodes, 20).await;
+    nodes[a].stop();
+    assert!(
+        nodes[a].log().contains("reconciler lease released"),
+        "{}",
+        nodes[a].log()
+    );
+    let b = one_active(&nodes, 30).await;
+    assert_ne!(a, b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_active_wakes_up_fenced_and_stands_by() {
+    let (ovn, _lb, nodes) = three().await;
+    let a = one_active(&nodes, 20).await;
+    nodes[a].signal("STOP");
+    // Past the lease period: another takes over.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let b = loop {
+        let s = states(&nodes).await;
+        if let Some(b) = (0..3).find(|&i| i != a && s[i].as_deref() == Some("active")) {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "no takeover: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A write while the old active sleeps, then it wakes.
+    let other = (0..3).find(|&i| i != a && i != b).unwrap();
+    create(&nodes[other], "192.0.2.12").await;
+    nodes[a].signal("CONT");
+    in_nb(&ovn, &["ovnlb-ovn1-lb-192.0.2.12-tcp"]).await;
+    // It stands by, and the new active stays: no flip-flop over several lease periods.
+    common::eventually_async(20, "the woken node standing by", || async {
+        (nodes[a].state().await.as_deref() == Some("standby")).then_some(())
+    })
+    .await;
+    // It learnt it from NB's fence refusing its first write, or from the lease refusing
+    // its renewal, whichever it tried first.
+    let log = nodes[a].log();
+    assert!(
+        log.contains("fenced out of NB by another ovnlbd: stepping down")
+            || log.contains("reconciler lease taken by another ovnlbd"),
+        "{log}"
+    );
+    for _ in 0..20 {
+        assert_eq!(one_active(&nodes, 5).await, b);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    names_once(&ovn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_quorum_the_api_answers_503() {
+    let (_ovn, mut db, nodes) = three().await;
+    let l = db.leader().unwrap();
+    for i in 0..3 {
+        if i != l {
+            db.kill(i);
+        }
+    }
+    let t0 = Instant::now();
+    let e = req(
+        &nodes[0].client(),
+        Method::POST,
+        "/1.0/networks/ovn1/load-balancers",
+        Some(lb("192.0.2.20")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.0, 503, "{e:?}");
+    // A bound far above the 3 s store timeout: the request did not hang.
+    assert!(t0.elapsed() < Duration::from_secs(30));
+}
