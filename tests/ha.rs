@@ -202,9 +202,34 @@ async fn in_nb(ovn: &Ovn, names: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_serves_the_api_and_exactly_one_reconciles() {
     let (ovn, _lb, nodes) = three().await;
-    one_active(&nodes, 20).await;
-    // Written through one node, read through the others at once.
-    create(&nodes[1], "192.0.2.10").await;
+    let a = one_active(&nodes, 20).await;
+    let (s1, s2) = ((a + 1) % 3, (a + 2) % 3);
+    // Written through a standby, waiting until the active applied it (as NB's rows
+    // tell the standby); read through every node at once.
+    req(
+        &nodes[s1].client(),
+        Method::POST,
+        "/1.0/networks/ovn1/load-balancers?wait=20",
+        Some(lb("192.0.2.10")),
+    )
+    .await
+    .unwrap();
+    common::eventually_async(
+        10,
+        "the other standby's /state showing revision 1 applied",
+        || async {
+            let st = req(
+                &nodes[s2].client(),
+                Method::GET,
+                "/1.0/networks/ovn1/load-balancers/192.0.2.10/state",
+                None,
+            )
+            .await
+            .unwrap();
+            (st["applied_revision"].as_u64() == Some(1)).then_some(())
+        },
+    )
+    .await;
     for n in &nodes {
         let got = req(
             &n.client(),
@@ -218,7 +243,7 @@ async fn every_node_serves_the_api_and_exactly_one_reconciles() {
     }
     // Two nodes on the same address: the second is refused.
     let e = req(
-        &nodes[2].client(),
+        &nodes[s2].client(),
         Method::POST,
         "/1.0/networks/ovn1/load-balancers",
         Some(lb("192.0.2.10")),

@@ -585,3 +585,50 @@ fn migrate_copies_sqlite_into_an_empty_ovnlb_and_refuses_a_full_one() {
         "{again:?}"
     );
 }
+
+/// Three standbys that saw the same lease race to take it over: one wins, every time
+/// (the compare-and-swap is checked on the state it commits on).
+#[test]
+fn ovnlb_racing_standbys_one_takes_the_lease() {
+    let c = common::Cluster::start_ovnlb();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut stores = Vec::new();
+    let mut r = c.remotes();
+    for _ in 0..3 {
+        stores.push(
+            rt.block_on(OvsdbStore::open(OvsdbStoreConfig {
+                remotes: r.clone(),
+                tls: None,
+                timeout: Duration::from_secs(10),
+            }))
+            .unwrap(),
+        );
+        r.rotate_left(1);
+    }
+    rt.block_on(async {
+        let mut seen = None;
+        for round in 0..30u64 {
+            let (a, b, c) = tokio::join!(
+                stores[0].acquire_lease("reconciler", "a", seen.as_ref()),
+                stores[1].acquire_lease("reconciler", "b", seen.as_ref()),
+                stores[2].acquire_lease("reconciler", "c", seen.as_ref()),
+            );
+            let won: Vec<u64> = [a, b, c].into_iter().filter_map(|r| r.unwrap()).collect();
+            assert_eq!(won, [round + 1], "round {round}");
+            // The next round races from what the winner committed.
+            seen = Some(common::eventually_blocking(
+                10,
+                "the winner's lease",
+                || {
+                    stores[0]
+                        .lease("reconciler")
+                        .filter(|l| l.epoch == round + 1)
+                },
+            ));
+        }
+    });
+}

@@ -302,10 +302,21 @@ impl Controller {
         loop {
             if let Some(rx) = elected.as_mut() {
                 self.status.set_writer("standby", "");
-                tokio::select! {
-                    r = rx.wait_for(|e| *e) => if r.is_err() { return },
-                    _ = cancel.cancelled() => return,
+                // Standing by, `/state` and `?wait` follow what the active applied, as
+                // NB's rows say it.
+                loop {
+                    if *rx.borrow_and_update() {
+                        break;
+                    }
+                    self.follow_nb();
+                    tokio::select! {
+                        r = rx.changed() => if r.is_err() { return },
+                        _ = nb_feed.changed() => {}
+                        _ = cancel.cancelled() => return,
+                    }
                 }
+                // The active's progress is ours to make now.
+                self.status.update_keys(|k| k.clear());
             }
             self.fence = None;
             self.fenced_out = None;
@@ -337,6 +348,46 @@ impl Controller {
             }
         }
         info!("controller stopped");
+    }
+
+    /// A standby's progress: each key's rows of this owner in NB, and the revision they
+    /// carry (`ovnlb:revision`, the lowest when a key has several rows).
+    fn follow_nb(&self) {
+        let owner = self.opts.owner.as_str();
+        let table = <crate::nb::LoadBalancer as crate::nb::Table>::NAME;
+        let now: crate::fasthash::HashMap<Key, KeyStatus> = self.session.cache().read(|v| {
+            let mut m = crate::fasthash::HashMap::<Key, KeyStatus>::default();
+            for r in v.rows(table) {
+                let ids = r.get("external_ids");
+                if ids.map_get(keys::OWNER) != Some(owner) {
+                    continue;
+                }
+                let (Some(net), Some(listen)) =
+                    (ids.map_get(keys::NETWORK), ids.map_get(keys::LISTEN))
+                else {
+                    continue;
+                };
+                let rev = ids
+                    .map_get(keys::REVISION)
+                    .and_then(|s| s.parse::<u64>().ok());
+                let st = m.entry((net.to_owned(), listen.to_owned())).or_default();
+                st.applied_revision = if st.rows.is_empty() {
+                    rev
+                } else {
+                    st.applied_revision.zip(rev).map(|(a, b)| a.min(b))
+                };
+                st.rows.push((
+                    r.get_str("name").unwrap_or_default().to_owned(),
+                    r.uuid,
+                    r.get_str("protocol").unwrap_or("tcp").to_owned(),
+                ));
+            }
+            for st in m.values_mut() {
+                st.rows.sort();
+            }
+            m
+        });
+        self.status.update_keys(|k| *k = now);
     }
 
     /// One term as NB's writer: reconcile until cancelled, deposed or fenced out.
