@@ -358,3 +358,81 @@ async fn without_quorum_the_api_answers_503() {
     // A bound far above the 3 s store timeout: the request did not hang.
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
+
+/// `schema` with `edit` applied, written to `dir` as `name`.
+fn schema_variant(
+    dir: &std::path::Path,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> PathBuf {
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::OVNLB_SCHEMA).unwrap()).unwrap();
+    edit(&mut s);
+    let p = dir.join(name);
+    std::fs::write(&p, s.to_string()).unwrap();
+    p
+}
+
+/// An additive OVNLB upgrade (`ovsdb-client convert` to a schema with a new column and a
+/// new table) under running ovnlbd: their data stays, they keep writing, and the active
+/// stays active. A schema the data violates is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_additive_schema_upgrade_runs_under_live_ovnlbd() {
+    let (ovn, db, nodes) = three().await;
+    let a = one_active(&nodes, 20).await;
+    create(&nodes[0], "192.0.2.10").await;
+    let leader = db.members[db.leader().unwrap()].port;
+    let remote = format!("tcp:127.0.0.1:{leader}");
+    let next = schema_variant(db.dir.path(), "ovnlb-1.1.0.ovsschema", |s| {
+        s["version"] = json!("1.1.0");
+        s["tables"]["Network"]["columns"]["labels"] =
+            json!({"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}});
+        s["tables"]["Note"] = json!({"columns": {"text": {"type": "string"}}, "isRoot": true});
+    });
+    let out = Command::new("ovsdb-client")
+        .args(["convert", &remote])
+        .arg(&next)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Everything is there, and every node writes again (a session cut by the conversion
+    // reconnects within the store's timeout).
+    for (i, n) in nodes.iter().enumerate() {
+        let got = req(
+            &n.client(),
+            Method::GET,
+            "/1.0/networks/ovn1/load-balancers/192.0.2.10",
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got["listen_address"], "192.0.2.10");
+        create(n, &format!("192.0.2.{}", 20 + i)).await;
+    }
+    in_nb(
+        &ovn,
+        &[
+            "ovnlb-ovn1-lb-192.0.2.20-tcp",
+            "ovnlb-ovn1-lb-192.0.2.21-tcp",
+            "ovnlb-ovn1-lb-192.0.2.22-tcp",
+        ],
+    )
+    .await;
+    assert_eq!(one_active(&nodes, 10).await, a, "the upgrade moved the reconciler");
+    // An index the data breaks (two load balancers with one description): refused.
+    let bad = schema_variant(db.dir.path(), "ovnlb-1.2.0-bad.ovsschema", |s| {
+        s["version"] = json!("1.2.0");
+        s["tables"]["Load_Balancer"]["indexes"] = json!([["network", "listen_address"], ["description"]]);
+    });
+    let out = Command::new("ovsdb-client")
+        .args(["convert", &remote])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let v = Command::new("ovsdb-client")
+        .args(["get-schema-version", &remote, "OVNLB"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "1.1.0");
+}
