@@ -418,11 +418,16 @@ async fn an_additive_schema_upgrade_runs_under_live_ovnlbd() {
         ],
     )
     .await;
-    assert_eq!(one_active(&nodes, 10).await, a, "the upgrade moved the reconciler");
+    assert_eq!(
+        one_active(&nodes, 10).await,
+        a,
+        "the upgrade moved the reconciler"
+    );
     // An index the data breaks (two load balancers with one description): refused.
     let bad = schema_variant(db.dir.path(), "ovnlb-1.2.0-bad.ovsschema", |s| {
         s["version"] = json!("1.2.0");
-        s["tables"]["Load_Balancer"]["indexes"] = json!([["network", "listen_address"], ["description"]]);
+        s["tables"]["Load_Balancer"]["indexes"] =
+            json!([["network", "listen_address"], ["description"]]);
     });
     let out = Command::new("ovsdb-client")
         .args(["convert", &remote])
