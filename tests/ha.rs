@@ -23,13 +23,18 @@ struct Node {
 
 impl Node {
     fn start(ovn: &Ovn, db: &Cluster) -> Node {
+        Node::on(&ovn.nb.db(), db)
+    }
+
+    /// On the NB at `nb` (a server or a cluster's remotes).
+    fn on(nb: &str, db: &Cluster) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("ovnlbd-ha")
             .tempdir_in(common::tmp_base())
             .unwrap();
         let args = vec![
             format!("--dir={}", dir.path().display()),
-            format!("--nb=unix:{}", ovn.nb.sock.display()),
+            format!("--nb={nb}"),
             format!("--store=ovsdb:{}", db.db_string()),
             "--lease-seconds=3".into(),
             "--store-timeout-seconds=3".into(),
@@ -440,4 +445,201 @@ async fn an_additive_schema_upgrade_runs_under_live_ovnlbd() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "1.1.0");
+}
+
+/// Our NB rows' names in a cluster (read from any member), each once.
+fn names_once_in(nb: &str) -> Vec<String> {
+    let mut names: Vec<String> = common::dump(nb, &["Load_Balancer"])
+        .remove("Load_Balancer")
+        .unwrap_or_default()
+        .into_values()
+        .filter(|r| r["external_ids"].map_get("ovnlb:owner") == Some("ovnlb"))
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    let n = names.len();
+    names.dedup();
+    assert_eq!(names.len(), n, "an NB row twice: {names:?}");
+    names
+}
+
+/// What a write through the API came to.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// 201: acknowledged, must exist.
+    Acked,
+    /// 5xx, a timeout or a broken connection: may exist.
+    Unknown,
+}
+
+/// The proof, on real 3-member clusters for both NB and OVNLB: 8 clients create
+/// load balancers through all three ovnlbd while the OVNLB leader is killed, NB's
+/// leadership transferred, NB's leader killed and OVNLB's leadership transferred. Every
+/// acknowledged create exists on every node, nothing exists twice, and NB ends equal to
+/// the desired state, each row once, with one active reconciler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_of_both_clusters_die_under_8_clients_and_nothing_acknowledged_is_lost_or_doubled()
+{
+    common::init_tracing();
+    let mut nb = Cluster::start();
+    let nb_db = nb.db_string();
+    let topo = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sandbox.sh"))
+        .args(["topology", &nb_db])
+        .status()
+        .unwrap();
+    assert!(topo.success());
+    let mut db = Cluster::start_ovnlb();
+    let nodes: Vec<Node> = (0..3).map(|_| Node::on(&nb_db, &db)).collect();
+    let c0 = nodes[0].client();
+    req(
+        &c0,
+        Method::POST,
+        "/1.0/networks",
+        Some(json!({"name": "uplink", "type": "physical",
+                    "config": {"ipv4.routes": "198.18.0.0/15"}})),
+    )
+    .await
+    .unwrap();
+    req(
+        &c0,
+        Method::POST,
+        "/1.0/networks",
+        Some(json!({"name": "ovn1", "type": "ovn",
+                    "config": {"network": "uplink", "ovn.router": "lxd-net1-lr",
+                               "ovn.switch": "lxd-net1-ls-int"}})),
+    )
+    .await
+    .unwrap();
+    one_active(&nodes, 20).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for k in 0..8usize {
+        let c = nodes[k % 3].client();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let addr = format!("198.18.{k}.{}", i % 250 + 1);
+                i += 1;
+                let body = lb(&addr);
+                let r = tokio::time::timeout(
+                    Duration::from_secs(20),
+                    c.request(
+                        Method::POST,
+                        "/1.0/networks/ovn1/load-balancers",
+                        Some(&body),
+                        None,
+                    ),
+                )
+                .await;
+                let o = match r {
+                    Ok(Ok(r)) if r.status == 201 => Outcome::Acked,
+                    Ok(Err(ovnlb::cli::ClientError::Api { status, message })) if status < 500 => {
+                        panic!("{addr}: {status} {message}")
+                    }
+                    _ => Outcome::Unknown,
+                };
+                out.push((addr, o));
+                if i == 250 {
+                    break;
+                }
+            }
+            out
+        }));
+    }
+    let pause = || tokio::time::sleep(Duration::from_millis(1500));
+    pause().await;
+    let l = db.leader().expect("an OVNLB leader");
+    db.kill(l);
+    pause().await;
+    db.spawn_member(l);
+    pause().await;
+    let l = nb.leader().expect("an NB leader");
+    nb.transfer_leadership(l);
+    pause().await;
+    let l = nb.leader().expect("an NB leader");
+    nb.kill(l);
+    pause().await;
+    nb.spawn_member(l);
+    pause().await;
+    let l = db.leader().expect("an OVNLB leader");
+    db.transfer_leadership(l);
+    pause().await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for w in writers {
+        outcomes.extend(w.await.unwrap());
+    }
+    let acked: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Acked)
+        .map(|(a, _)| a.as_str())
+        .collect();
+    assert!(
+        acked.len() > 50,
+        "too few writes went through: {outcomes:?}"
+    );
+
+    // Every acknowledged create, on every node.
+    for n in &nodes {
+        let listed = req(
+            &n.client(),
+            Method::GET,
+            "/1.0/networks/ovn1/load-balancers?recursion=1",
+            None,
+        )
+        .await
+        .unwrap();
+        let mut have: Vec<String> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["listen_address"].as_str().unwrap().to_owned())
+            .collect();
+        have.sort();
+        let n_have = have.len();
+        have.dedup();
+        assert_eq!(have.len(), n_have, "a load balancer listed twice");
+        for a in &acked {
+            assert!(have.iter().any(|h| h == a), "acknowledged {a} lost");
+        }
+        for h in &have {
+            assert!(outcomes.iter().any(|(a, _)| a == h), "{h} never written");
+        }
+    }
+    // NB ends equal to the desired state, each row once, one active.
+    let listed = req(
+        &c0,
+        Method::GET,
+        "/1.0/networks/ovn1/load-balancers?recursion=1",
+        None,
+    )
+    .await
+    .unwrap();
+    let mut want: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "ovnlb-ovn1-lb-{}-tcp",
+                o["listen_address"].as_str().unwrap()
+            )
+        })
+        .collect();
+    want.sort();
+    common::eventually(60, "NB equal to the desired state", || {
+        (names_once_in(&nb_db) == want).then_some(())
+    })
+    .await;
+    one_active(&nodes, 20).await;
+    let unknown = outcomes.len() - acked.len();
+    eprintln!(
+        "{} acknowledged, {unknown} unknown, {} exist",
+        acked.len(),
+        want.len()
+    );
 }
