@@ -463,6 +463,26 @@ fn names_once_in(nb: &str) -> Vec<String> {
     names
 }
 
+/// The listen addresses of `ovn1`'s load balancers, as the node of `c` lists them, sorted.
+async fn listed(c: &ovnlb::cli::Client) -> Vec<String> {
+    let v = req(
+        c,
+        Method::GET,
+        "/1.0/networks/ovn1/load-balancers?recursion=1",
+        None,
+    )
+    .await
+    .unwrap();
+    let mut have: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["listen_address"].as_str().unwrap().to_owned())
+        .collect();
+    have.sort();
+    have
+}
+
 /// What a write through the API came to.
 #[derive(Debug, PartialEq)]
 enum Outcome {
@@ -585,21 +605,7 @@ async fn leaders_of_both_clusters_die_under_8_clients_and_nothing_acknowledged_i
 
     // Every acknowledged create, on every node.
     for n in &nodes {
-        let listed = req(
-            &n.client(),
-            Method::GET,
-            "/1.0/networks/ovn1/load-balancers?recursion=1",
-            None,
-        )
-        .await
-        .unwrap();
-        let mut have: Vec<String> = listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["listen_address"].as_str().unwrap().to_owned())
-            .collect();
-        have.sort();
+        let mut have = listed(&n.client()).await;
         let n_have = have.len();
         have.dedup();
         assert_eq!(have.len(), n_have, "a load balancer listed twice");
@@ -611,24 +617,10 @@ async fn leaders_of_both_clusters_die_under_8_clients_and_nothing_acknowledged_i
         }
     }
     // NB ends equal to the desired state, each row once, one active.
-    let listed = req(
-        &c0,
-        Method::GET,
-        "/1.0/networks/ovn1/load-balancers?recursion=1",
-        None,
-    )
-    .await
-    .unwrap();
-    let mut want: Vec<String> = listed
-        .as_array()
-        .unwrap()
+    let mut want: Vec<String> = listed(&c0)
+        .await
         .iter()
-        .map(|o| {
-            format!(
-                "ovnlb-ovn1-lb-{}-tcp",
-                o["listen_address"].as_str().unwrap()
-            )
-        })
+        .map(|a| format!("ovnlb-ovn1-lb-{a}-tcp"))
         .collect();
     want.sort();
     common::eventually(60, "NB equal to the desired state", || {

@@ -1144,11 +1144,14 @@ impl OvsdbStore {
         Ok(won.then_some(epoch))
     }
 
-    /// Renew `holder`'s lease of `epoch`. `Ok(false)`: it is no longer `holder`'s.
-    ///
-    /// # Errors
-    /// As [`OvsdbStore::acquire_lease`].
-    pub async fn renew_lease(&self, name: &str, holder: &str, epoch: u64) -> Result<bool> {
+    /// A transaction that starts by waiting until lease `name` is `holder`'s of `epoch`,
+    /// and the condition that selects the lease row.
+    fn held_lease_txn(
+        &self,
+        name: &str,
+        holder: &str,
+        epoch: u64,
+    ) -> (Transaction, Vec<Condition>) {
         let mut txn = self.session.transaction();
         let at = vec![Condition::eq("name", Atom::from(name))];
         txn.wait(
@@ -1161,6 +1164,15 @@ impl OvsdbStore {
                 ("epoch".to_owned(), int(epoch)),
             ])],
         );
+        (txn, at)
+    }
+
+    /// Renew `holder`'s lease of `epoch`. `Ok(false)`: it is no longer `holder`'s.
+    ///
+    /// # Errors
+    /// As [`OvsdbStore::acquire_lease`].
+    pub async fn renew_lease(&self, name: &str, holder: &str, epoch: u64) -> Result<bool> {
+        let (mut txn, at) = self.held_lease_txn(name, holder, epoch);
         txn.mutate(
             LEASE,
             at,
@@ -1185,18 +1197,7 @@ impl OvsdbStore {
     /// # Errors
     /// As [`OvsdbStore::acquire_lease`].
     pub async fn release_lease(&self, name: &str, holder: &str, epoch: u64) -> Result<bool> {
-        let mut txn = self.session.transaction();
-        let at = vec![Condition::eq("name", Atom::from(name))];
-        txn.wait(
-            LEASE,
-            at.clone(),
-            &["holder", "epoch"],
-            WaitUntil::Eq,
-            vec![Row::from([
-                ("holder".to_owned(), Datum::scalar(holder)),
-                ("epoch".to_owned(), int(epoch)),
-            ])],
-        );
+        let (mut txn, at) = self.held_lease_txn(name, holder, epoch);
         txn.update(
             LEASE,
             at,
