@@ -31,17 +31,7 @@ use ovnlb::ovsdb;
 use ovnlb::reconcile::plan::listen_index;
 use serde_json::json;
 
-fn listen(i: usize) -> String {
-    format!("198.{}.{}.{}", 18 + i / 65536, (i / 256) % 256, i % 256)
-}
-
-fn lb(i: usize) -> serde_json::Value {
-    let t = |k: usize| format!("10.0.{}.{}", (i / 250) % 250, (i + k) % 250 + 1);
-    json!({"listen_address": listen(i),
-           "backends": [{"name": "b1", "target_address": t(0), "target_port": "8080"},
-                        {"name": "b2", "target_address": t(1), "target_port": "8080"}],
-           "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["b1", "b2"]}]})
-}
+use common::{bench_lb as lb, bench_listen as listen};
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);

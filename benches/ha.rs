@@ -31,17 +31,7 @@ fn env(k: &str, d: usize) -> usize {
         .unwrap_or(d)
 }
 
-fn listen(i: usize) -> String {
-    format!("198.{}.{}.{}", 18 + i / 65536, (i / 256) % 256, i % 256)
-}
-
-fn lb(i: usize) -> serde_json::Value {
-    let t = |k: usize| format!("10.0.{}.{}", (i / 250) % 250, (i + k) % 250 + 1);
-    json!({"listen_address": listen(i),
-           "backends": [{"name": "b1", "target_address": t(0), "target_port": "8080"},
-                        {"name": "b2", "target_address": t(1), "target_port": "8080"}],
-           "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["b1", "b2"]}]})
-}
+use common::bench_lb as lb;
 
 /// As `common::networks`, with the benchmark's listen addresses (198.18.0.0/15) routed.
 async fn networks(c: &Client) {

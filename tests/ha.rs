@@ -163,15 +163,7 @@ fn lb(listen: &str) -> serde_json::Value {
 
 /// Our NB rows by name: each exactly once.
 fn names_once(ovn: &Ovn) -> Vec<String> {
-    let mut names: Vec<String> = common::our_rows(ovn)
-        .into_iter()
-        .map(|(_, r)| r["name"].as_str().unwrap().to_owned())
-        .collect();
-    names.sort();
-    let n = names.len();
-    names.dedup();
-    assert_eq!(names.len(), n, "an NB row twice: {names:?}");
-    names
+    names_once_in(&ovn.nb.db())
 }
 
 async fn three() -> (Ovn, Cluster, Vec<Node>) {

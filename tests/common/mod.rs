@@ -1319,3 +1319,17 @@ pub async fn with_sb(ovn: &Ovn) -> (Daemon, ovnlb::cli::Client) {
     networks(&c).await;
     (d, c)
 }
+
+/// The benchmarks' listen address `i`: 198.18.0.0/15, one per `i`.
+pub fn bench_listen(i: usize) -> String {
+    format!("198.{}.{}.{}", 18 + i / 65536, (i / 256) % 256, i % 256)
+}
+
+/// The benchmarks' load balancer `i`: two backends in 10.0.0.0/16, one TCP port.
+pub fn bench_lb(i: usize) -> serde_json::Value {
+    let t = |k: usize| format!("10.0.{}.{}", (i / 250) % 250, (i + k) % 250 + 1);
+    serde_json::json!({"listen_address": bench_listen(i),
+           "backends": [{"name": "b1", "target_address": t(0), "target_port": "8080"},
+                        {"name": "b2", "target_address": t(1), "target_port": "8080"}],
+           "ports": [{"protocol": "tcp", "listen_port": "80", "target_backend": ["b1", "b2"]}]})
+}
