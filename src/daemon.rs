@@ -743,3 +743,39 @@ pub fn pass_options(owner: String, dry_run: bool, prune: bool) -> crate::reconci
         ..Default::default()
     }
 }
+
+/// `ovnlbd migrate`: everything of the SQLite store at `from` into the empty OVNLB
+/// database `to`, in one transaction (`ovnlbd migrate`). Returns what was copied.
+///
+/// # Errors
+/// A missing or unreadable source, a target that is not `ovsdb:…`, unreachable or not
+/// empty, each as a sentence naming the flag.
+pub fn migrate(s: &Settings, from: &std::path::Path, to: &str) -> Result<String, String> {
+    if !from.is_file() {
+        return Err(format!("--from {}: no such SQLite store", from.display()));
+    }
+    let sqlite = crate::store::SqliteStore::open(from)
+        .map_err(|e| format!("--from {}: {e}", from.display()))?;
+    let target = Settings {
+        store: Some(to.to_owned()),
+        ..s.clone()
+    };
+    let StoreChoice::Ovsdb(cfg) = target.store_choice().map_err(|e| format!("--to: {e}"))? else {
+        return Err(format!("--to {to}: give ovsdb:<remotes>"));
+    };
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let store = rt
+        .block_on(crate::store::ovsdb::OvsdbStore::open(cfg))
+        .map_err(|e| format!("--to {to}: {e}"))?;
+    let (n, l, f) = std::thread::scope(|sc| {
+        sc.spawn(|| store.import(&sqlite))
+            .join()
+            .unwrap_or_else(|_| Err(crate::store::StoreError::Task("the copy panicked".into())))
+    })
+    .map_err(|e| format!("--to {to}: {e}"))?;
+    drop(store);
+    Ok(format!(
+        "migrated {n} networks, {l} load balancers and {f} forwards from {} to {to}",
+        from.display()
+    ))
+}

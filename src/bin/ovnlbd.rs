@@ -164,40 +164,6 @@ fn raise_nofile() {
     }
 }
 
-/// `ovnlbd migrate`: everything of the SQLite store at `from` into the empty OVNLB
-/// database `to`.
-fn migrate(s: &Settings, from: &std::path::Path, to: &str) -> Result<String, String> {
-    if !from.is_file() {
-        return Err(format!("--from {}: no such SQLite store", from.display()));
-    }
-    let sqlite = ovnlb::store::SqliteStore::open(from)
-        .map_err(|e| format!("--from {}: {e}", from.display()))?;
-    let target = Settings {
-        store: Some(to.to_owned()),
-        ..s.clone()
-    };
-    let daemon::StoreChoice::Ovsdb(cfg) =
-        target.store_choice().map_err(|e| format!("--to: {e}"))?
-    else {
-        return Err(format!("--to {to}: give ovsdb:<remotes>"));
-    };
-    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let store = rt
-        .block_on(ovnlb::store::ovsdb::OvsdbStore::open(cfg))
-        .map_err(|e| format!("--to {to}: {e}"))?;
-    let (n, l, f) = std::thread::scope(|sc| {
-        sc.spawn(|| store.import(&sqlite))
-            .join()
-            .unwrap_or_else(|_| Err(ovnlb::store::StoreError::Task("the copy panicked".into())))
-    })
-    .map_err(|e| format!("--to {to}: {e}"))?;
-    drop(store);
-    Ok(format!(
-        "migrated {n} networks, {l} load balancers and {f} forwards from {} to {to}",
-        from.display()
-    ))
-}
-
 fn main() -> ExitCode {
     let mut flags = Flags::parse();
     let command = flags.command.take();
@@ -210,7 +176,7 @@ fn main() -> ExitCode {
     };
     init_logs(s.log_format.as_deref());
     if let Some(Command::Migrate { from, to }) = command {
-        return match migrate(&s, &from, &to) {
+        return match daemon::migrate(&s, &from, &to) {
             Ok(m) => {
                 println!("{m}");
                 ExitCode::SUCCESS
