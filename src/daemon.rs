@@ -745,7 +745,7 @@ pub fn pass_options(owner: String, dry_run: bool, prune: bool) -> crate::reconci
 }
 
 /// `ovnlbd migrate`: everything of the SQLite store at `from` into the empty OVNLB
-/// database `to`, in one transaction (`ovnlbd migrate`). Returns what was copied.
+/// database `to`, in one transaction. Returns what was copied.
 ///
 /// # Errors
 /// A missing or unreadable source, a target that is not `ovsdb:…`, unreachable or not
